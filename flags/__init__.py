@@ -1,0 +1,1 @@
+"""absl flag definitions for the top-level scripts, each flag defined once (STYLE §3)."""

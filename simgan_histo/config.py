@@ -1,0 +1,479 @@
+"""Typed, frozen run configuration and the named presets.
+
+One dataclass per concern (STYLE §2). Defaults are the paper's or the release's
+values, each commented with its source. `Config` groups them and checks the
+constraints that span two concerns. No TensorFlow import here: synthesis
+workers and `--help` must not pay for it.
+"""
+
+import dataclasses
+import hashlib
+import json
+from typing import Optional, Tuple
+
+SCHEMA_VERSION = 1
+PRECISIONS = ("float32", "mixed_bfloat16")
+PADDINGS = ("same", "valid")
+ACTIVATIONS = ("lrelu", "relu")
+
+
+def _require(ok: bool, name: str, value, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r}: expected {expected}")
+
+
+def _positive(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(value > 0, f"{type(obj).__name__}.{name}", value, "> 0")
+
+
+def _non_negative(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(value >= 0, f"{type(obj).__name__}.{name}", value, ">= 0")
+
+
+def _fraction(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(0.0 <= value <= 1.0, f"{type(obj).__name__}.{name}", value, "in [0, 1]")
+
+
+def _choice(obj, name: str, choices) -> None:
+    value = getattr(obj, name)
+    _require(value in choices, f"{type(obj).__name__}.{name}", value, f"one of {choices}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisConfig:
+    """The GAN-free module (paper §4.1, Fig. 3); release values from draw_fake.py."""
+
+    patch_size: int = 200  # output patch side, px (2017 release: 200 synthesised, 140 kept)
+    margin_px: int = 30  # synthesise at patch + 2·margin, then crop (release `cm`)
+    mpp: float = 0.25  # µm/px tissue is resampled to (40×, the release's working scale)
+    nucleus_radius_range: Tuple[float, float] = (8.5, 13.0)  # release HEAD `rad`, px at 40×
+    irregularity: Tuple[float, float] = (0.6, 2.0)  # base + U(0, range), clipped to 1
+    spikiness: Tuple[float, float] = (0.04, 0.20)  # base + U(0, range)
+    vertices_range: Tuple[int, int] = (10, 18)  # int(U(10, 18))
+    quad_inset_fraction: float = 0.674  # quad corner inset U(0, f·size): release 310 / 460
+    min_nucleus_area_px: int = 140  # after the quad transform (release)
+    max_overlap: float = 0.15  # overlap / own area before a redraw (release)
+    overlap_redraws: int = 50  # then accepted anyway (release)
+    placement_tries: int = 500  # per nucleus (release)
+    empty_patch_probability: float = 0.10  # patches with 0 nuclei when density <= 1 (release)
+    density_divisor: float = 0.06  # dense_lvl = H-foreground fraction / 0.06 (release)
+    count_mean: Tuple[float, float] = (20.0, 30.0)  # N ~ N(a + b·dense, sd) per 400² (release)
+    count_sd: float = 40.0  # (release)
+    count_max: int = 256  # (release)
+    size_bias_mean: Tuple[float, float] = (1.2, 0.125)  # N(a + b·dense, sd) (release: 1/8)
+    size_bias_sd: float = 0.32  # (release)
+    speckle_max: int = 100  # "noise type 1" star polygons, labelled background (release)
+    pale_blob_max: int = 5  # "noise type 2" pale nucleus-like blobs (release)
+    super_segmentation_factor: float = 1.08  # inpaint band: H > p(100 − (100 − p_otsu)·1.08)
+    sub_segmentation_factor: float = 0.92  # nuclear colour band (release)
+    inpaint_radius: int = 3  # cv2.inpaint Telea radius (release)
+    pale_tile_threshold: float = 100.0  # tile rejected if min(nuclear colour) > this (release)
+    color_jitter: float = 0.10  # aug_color magnitude (release)
+    hematoxylin_shift_max: float = 0.04  # add_h_color: H += U(0, this) (release)
+    texture_gain: float = 1.3  # eosin texture scale (release)
+
+    def __post_init__(self):
+        _positive(self, "patch_size", "mpp", "min_nucleus_area_px", "placement_tries",
+                  "density_divisor", "inpaint_radius", "texture_gain")
+        _non_negative(self, "margin_px", "overlap_redraws", "count_sd", "count_max",
+                      "size_bias_sd", "speckle_max", "pale_blob_max", "color_jitter",
+                      "hematoxylin_shift_max")
+        _fraction(self, "quad_inset_fraction", "max_overlap", "empty_patch_probability")
+        _require(self.patch_size >= 32, "SynthesisConfig.patch_size", self.patch_size, ">= 32")
+        for name in ("nucleus_radius_range", "vertices_range"):
+            low, high = getattr(self, name)
+            _require(0 < low <= high, f"SynthesisConfig.{name}", (low, high), "0 < low <= high")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceBranchConfig:
+    """The reference-patch branch (paper Fig. 5): conv stack, global pool, tiled."""
+
+    filters: int = 32  # release ref_conv_* width
+    first_kernel_size: int = 4  # ref_conv_0 4×4 (release)
+    num_convs: int = 4  # 4× 5×5 after the pool (release)
+    kernel_size: int = 5
+    pool_size: int = 3  # avgpool 3/2 after ref_conv_0 (release)
+    padding: str = "valid"  # release: VALID
+
+    def __post_init__(self):
+        _positive(self, "filters", "first_kernel_size", "kernel_size", "pool_size")
+        _non_negative(self, "num_convs")
+        _choice(self, "padding", PADDINGS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinerConfig:
+    """Refiner G(I, S) (paper Fig. 5): residual, fully convolutional, clip(I + Δ)."""
+
+    filters: int = 32  # release HEAD: 5 blocks × 32 channels
+    num_blocks: int = 5
+    kernel_size: int = 5  # release resnet_block default
+    first_kernel_size: int = 3  # pre_conv_0 3×3 SAME (release)
+    activation: str = "lrelu"
+    lrelu_alpha: float = 0.2  # release lrelu(0.2)
+    use_reference: bool = True  # False = the "no reference patch" ablation
+    reference: ReferenceBranchConfig = ReferenceBranchConfig()
+
+    def __post_init__(self):
+        _positive(self, "filters", "kernel_size", "first_kernel_size")
+        _non_negative(self, "num_blocks", "lrelu_alpha")
+        _choice(self, "activation", ACTIVATIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Discriminator D(X, S): a local map of real/fake logits (release model.py)."""
+
+    first_filters: int = 32  # conv_0 32@3×3 (release)
+    first_kernel_size: int = 3
+    stage_filters: Tuple[int, ...] = (32, 48, 64, 80)  # release stages 1–4
+    stage_convs: Tuple[int, ...] = (2, 3, 3, 3)
+    stage_pools: Tuple[int, ...] = (2, 3, 3, 3)  # avgpool size, stride 2 (release)
+    head_filters: Tuple[int, ...] = (128, 128, 128)  # stage 5 (release)
+    head_kernel_sizes: Tuple[int, ...] = (5, 3, 3)
+    kernel_size: int = 5
+    padding: str = "valid"  # release: all VALID
+    activation: str = "lrelu"
+    lrelu_alpha: float = 0.2
+    use_reference: bool = True
+    reference: ReferenceBranchConfig = ReferenceBranchConfig()
+
+    def __post_init__(self):
+        _positive(self, "first_filters", "first_kernel_size", "kernel_size")
+        _choice(self, "padding", PADDINGS)
+        _choice(self, "activation", ACTIVATIONS)
+        lengths = {len(self.stage_filters), len(self.stage_convs), len(self.stage_pools)}
+        _require(len(lengths) == 1, "DiscriminatorConfig.stage_*", lengths, "equal lengths")
+        _require(len(self.head_filters) == len(self.head_kernel_sizes),
+                 "DiscriminatorConfig.head_kernel_sizes", self.head_kernel_sizes,
+                 "one per head_filters entry")
+
+    def min_input_size(self) -> int:
+        """Smallest square input whose output map is at least 1×1."""
+        if self.padding == "same":
+            return 2 ** len(self.stage_pools)
+        size = 1 + sum(k - 1 for k in self.head_kernel_sizes)
+        for filters_pool, convs in reversed(list(zip(self.stage_pools, self.stage_convs))):
+            size = (size - 1) * 2 + filters_pool  # undo an avgpool of stride 2
+            size += convs * (self.kernel_size - 1)
+        return size + self.first_kernel_size - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class GanTrainConfig:
+    """Losses, importance weights, optimisers and schedule (paper Eq. 4–6; release config.py)."""
+
+    batch_size: int = 10  # synthetic patches per refiner step (release)
+    alpha: float = 1.0  # weight of L_reg (paper)
+    beta: float = 1.0  # weight of L_real (paper)
+    gamma: float = 1e-7  # weight of L_hard, Eq. 6 (paper §4.2; release learner_adv_scale)
+    lambda_l1: float = 1e-5  # elastic net L1 (paper; release v1.0)
+    lambda_l2: float = 1e-4  # elastic net squared L2 (paper; release v1.0)
+    adversarial_loss: str = "non_saturating"  # release −log D; "log_one_minus" = paper
+    use_importance_weights: bool = True  # Eq. 5
+    use_hard_examples: bool = True  # L_hard
+    importance_ratio: float = 1.0  # c in Eq. 5 (release: no constant)
+    importance_clip: Tuple[float, float] = (0.2, 2.0)  # release HEAD
+    history_fraction: float = 0.5  # share of D's fake batch from the buffer (S+U)
+    buffer_capacity: int = 64000  # release (stored as uint8 here)
+    refiner_learning_rate: float = 3e-6  # release
+    discriminator_learning_rate: float = 3e-5  # release
+    task_learning_rate: float = 3e-6  # release
+    optimizer: str = "momentum"  # release: Momentum 0.95
+    momentum: float = 0.95
+    max_grad_norm: float = 50.0  # release clip_by_norm per variable
+    refiner_warmup_steps: int = 1000  # release initial_K_g
+    discriminator_warmup_steps: int = 1000  # release initial_K_d
+    adversarial_steps: int = 1000  # release max_step_d_g (refiner + discriminator)
+    task_warmup_steps: int = 1000  # release initial_K_l
+    joint_steps: int = 10000  # release max_step_d_g_l
+    task_final_steps: int = 1000  # release after_K_l
+    k_g: int = 2  # refiner updates per joint iteration (release)
+    k_d: int = 1  # discriminator updates per joint iteration (release)
+    k_task: int = 6  # task-net updates per joint iteration (release)
+    summary_every: int = 500  # release sample dumps
+    checkpoint_every: int = 500
+
+    def __post_init__(self):
+        _positive(self, "batch_size", "buffer_capacity", "refiner_learning_rate",
+                  "discriminator_learning_rate", "task_learning_rate", "max_grad_norm",
+                  "summary_every", "checkpoint_every", "importance_ratio")
+        _non_negative(self, "alpha", "beta", "gamma", "lambda_l1", "lambda_l2", "momentum",
+                      "refiner_warmup_steps", "discriminator_warmup_steps", "adversarial_steps",
+                      "task_warmup_steps", "joint_steps", "task_final_steps", "k_g", "k_d", "k_task")
+        _fraction(self, "history_fraction")
+        _choice(self, "adversarial_loss", ("non_saturating", "log_one_minus"))
+        _choice(self, "optimizer", ("momentum", "adam"))
+        low, high = self.importance_clip
+        _require(0 < low <= high, "GanTrainConfig.importance_clip", self.importance_clip,
+                 "0 < low <= high")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """Task net (U-Net or the 15-conv CNN), its loss, training and watershed thresholds."""
+
+    architecture: str = "unet"  # or "cnn15" (our reconstruction of the paper's CNN)
+    filters: Tuple[int, ...] = (16, 32, 64, 128, 256)  # release U-Net widths
+    convs_per_level: Tuple[int, ...] = (3, 4, 4, 5, 6)  # release U-Net depth
+    activation: str = "lrelu"
+    lrelu_alpha: float = 0.2
+    batch_norm: bool = False  # release: with_batch_norm=False
+    crop_size: int = 192  # training crop, px (a multiple of the stride, <= patch_size)
+    batch_size: int = 10
+    learning_rate: float = 1e-3
+    train_steps: int = 10000
+    validation_fraction: float = 0.1  # held-out synthetic patches
+    roi_border_fraction: float = 0.125  # release: 50 px border of 400
+    roi_border_weight: float = 0.01  # release
+    detection_dilation: int = 3  # release: 3×3 dilation of the centroid bit
+    use_importance_weights: bool = True
+    seg_threshold: float = 0.33  # release run_wsi_seg_nuclei.sh
+    det_threshold: float = 0.07  # release
+    det_sigma: float = 1.0  # release
+    seg_sigma: float = 0.5  # release
+    min_area_px: int = 20  # release min_nucleus_size
+    max_area_px: int = 65536  # release max_nucleus_size
+    compactness: float = 1.0  # release watershed compactness
+
+    def __post_init__(self):
+        _choice(self, "architecture", ("unet", "cnn15"))
+        _choice(self, "activation", ACTIVATIONS)
+        _require(len(self.filters) == len(self.convs_per_level), "TaskConfig.convs_per_level",
+                 self.convs_per_level, f"{len(self.filters)} entries, one per level")
+        _positive(self, "crop_size", "batch_size", "learning_rate", "train_steps",
+                  "detection_dilation", "max_area_px")
+        _non_negative(self, "det_sigma", "seg_sigma", "min_area_px", "compactness")
+        _fraction(self, "validation_fraction", "roi_border_fraction", "roi_border_weight",
+                  "seg_threshold", "det_threshold")
+        stride = 2 ** (len(self.filters) - 1)
+        _require(self.crop_size % stride == 0, "TaskConfig.crop_size", self.crop_size,
+                 f"a multiple of the U-Net stride {stride}")
+
+    @property
+    def stride(self) -> int:
+        return 2 ** (len(self.filters) - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class WsiConfig:
+    """Whole-slide inference: resolution, tiles and seams, stain, outputs."""
+
+    mpp: Optional[float] = None  # override of the slide's µm/px; None = read it
+    tile_size_px: int = 2048  # at processing resolution
+    overlap_px: int = 128  # > the largest nucleus (StarDist/HoVer-Net convention)
+    stain_norm: str = "reinhard"  # or "none"
+    thumbnail_mpp: float = 8.0  # tissue mask resolution
+    min_tissue_fraction: float = 0.05  # tiles with less tissue are skipped
+    csv_tile_px: int = 4000  # the release's TCGA CSV tiles (level 0)
+    batch_size: int = 2
+    engine: str = "local"  # or "dask"
+
+    def __post_init__(self):
+        _positive(self, "tile_size_px", "thumbnail_mpp", "csv_tile_px", "batch_size")
+        _non_negative(self, "overlap_px")
+        _fraction(self, "min_tissue_fraction")
+        if self.mpp is not None:
+            _positive(self, "mpp")
+        _choice(self, "stain_norm", ("reinhard", "none"))
+        _choice(self, "engine", ("local", "dask"))
+        _require(self.tile_size_px > 2 * self.overlap_px, "WsiConfig.tile_size_px",
+                 self.tile_size_px, f"> 2 × overlap_px ({self.overlap_px})")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """How a run executes (not the science): precision, threads, seed, workers."""
+
+    precision: str = "float32"  # or "mixed_bfloat16" (≈ 1.9× here, DESIGN §4)
+    seed: int = 0
+    workers: int = 1  # synthesis / post-processing worker processes (spawn)
+    intra_op_threads: int = 0  # 0 = TF default (best here, DESIGN §4)
+    inter_op_threads: int = 0
+
+    def __post_init__(self):
+        _choice(self, "precision", PRECISIONS)
+        _positive(self, "workers")
+        _non_negative(self, "seed", "intra_op_threads", "inter_op_threads")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs; written to `<workdir>/config.json`."""
+
+    # The defaults are the release's 400×400 setting; `release_2019()` names it.
+    preset: str = "release_2019"
+    synthesis: SynthesisConfig = SynthesisConfig(patch_size=400)
+    refiner: RefinerConfig = RefinerConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    gan: GanTrainConfig = GanTrainConfig()
+    task: TaskConfig = TaskConfig(crop_size=400)
+    wsi: WsiConfig = WsiConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    def __post_init__(self):
+        needed = self.discriminator.min_input_size()
+        _require(self.synthesis.patch_size >= needed, "SynthesisConfig.patch_size",
+                 self.synthesis.patch_size,
+                 f">= {needed}, the smallest input this discriminator accepts")
+
+    def replace(self, **sections) -> "Config":
+        """Returns a copy with `section={field: value}` overrides applied."""
+        updated = {}
+        for section, fields in sections.items():
+            current = getattr(self, section)
+            if isinstance(fields, dict):
+                updated[section] = dataclasses.replace(current, **fields)
+            else:
+                updated[section] = fields
+        return dataclasses.replace(self, **updated)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return _from_dict(cls, json.loads(text), "Config")
+
+    def hash(self) -> str:
+        """Short stable digest of the science (runtime settings excluded)."""
+        science = dataclasses.asdict(self)
+        science.pop("runtime")
+        text = json.dumps(science, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _from_dict(cls, data: dict, where: str):
+    """Builds dataclass `cls` from a dict, rejecting unknown keys and restoring tuples."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = fields[name].default
+        if dataclasses.is_dataclass(default):
+            value = _from_dict(type(default), value, f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load(path: str) -> Config:
+    """Reads a `config.json` written by `Config.to_json`."""
+    with open(path, encoding="utf-8") as f:
+        return Config.from_json(f.read())
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets. Architecture variants are data; FLOP figures per preset are in BENCHMARKS.md.
+
+
+def release_2019() -> Config:
+    """The released 400×400 code at HEAD (v1.0 loss weights, as the paper states them)."""
+    return Config(
+        preset="release_2019",
+        synthesis=SynthesisConfig(patch_size=400),
+        task=TaskConfig(crop_size=400),
+        gan=GanTrainConfig(),
+    )
+
+
+def paper_2017() -> Config:
+    """The paper's layer counts (2017 75×75 code lineage), fully convolutional decoder."""
+    return Config(
+        preset="paper_2017",
+        synthesis=SynthesisConfig(patch_size=200),
+        refiner=RefinerConfig(num_blocks=8, kernel_size=3, filters=64),
+        discriminator=DiscriminatorConfig(
+            stage_filters=(48, 80, 80), stage_convs=(1, 3, 3), stage_pools=(2, 2, 2),
+            head_filters=(64,), head_kernel_sizes=(1,), kernel_size=3, padding="same"),
+        task=TaskConfig(architecture="cnn15", filters=(32, 64, 128), convs_per_level=(5, 5, 5),
+                        crop_size=200),
+        gan=GanTrainConfig(lambda_l1=0.01, lambda_l2=0.1, refiner_learning_rate=1e-5,
+                           discriminator_learning_rate=1e-5, task_learning_rate=1e-4),
+    )
+
+
+def cpu_small() -> Config:
+    """Designed for a 2-core CPU: <= 0.3 TFLOP per joint iteration (DESIGN §4)."""
+    small_reference = ReferenceBranchConfig(filters=16, first_kernel_size=4, num_convs=2,
+                                            kernel_size=3, padding="same")
+    return Config(
+        preset="cpu_small",
+        synthesis=SynthesisConfig(patch_size=128),
+        refiner=RefinerConfig(filters=32, num_blocks=3, kernel_size=3, reference=small_reference),
+        discriminator=DiscriminatorConfig(
+            first_filters=32, stage_filters=(32, 48, 64), stage_convs=(1, 1, 1),
+            stage_pools=(2, 2, 2), head_filters=(64,), head_kernel_sizes=(3,), kernel_size=3,
+            padding="same", reference=small_reference),
+        gan=GanTrainConfig(
+            batch_size=8, buffer_capacity=10000, refiner_learning_rate=1e-4,
+            discriminator_learning_rate=1e-4, task_learning_rate=1e-3, optimizer="adam",
+            refiner_warmup_steps=100, discriminator_warmup_steps=100, adversarial_steps=100,
+            task_warmup_steps=200, joint_steps=2000, task_final_steps=500, k_task=2,
+            summary_every=50, checkpoint_every=100),
+        task=TaskConfig(filters=(16, 32, 64, 128), convs_per_level=(2, 2, 2, 2), crop_size=128,
+                        batch_size=8, learning_rate=1e-3, train_steps=4000),
+    )
+
+
+def demo() -> Config:
+    """The README's main job: the whole pipeline in about 20 minutes on this CPU."""
+    base = cpu_small()
+    return base.replace(
+        preset="demo",
+        gan=dict(refiner_warmup_steps=30, discriminator_warmup_steps=30, adversarial_steps=30,
+                 task_warmup_steps=60, joint_steps=300, task_final_steps=200, buffer_capacity=2000,
+                 summary_every=25, checkpoint_every=50),
+        task=dict(train_steps=1500),
+    )
+
+
+def tiny() -> Config:
+    """For tests: every network a few thousand parameters, every phase a couple of steps."""
+    reference = ReferenceBranchConfig(filters=4, first_kernel_size=3, num_convs=1, kernel_size=3,
+                                      padding="same")
+    return Config(
+        preset="tiny",
+        synthesis=SynthesisConfig(patch_size=64, margin_px=8),
+        refiner=RefinerConfig(filters=8, num_blocks=1, kernel_size=3, reference=reference),
+        discriminator=DiscriminatorConfig(
+            first_filters=8, stage_filters=(8, 8), stage_convs=(1, 1), stage_pools=(2, 2),
+            head_filters=(8,), head_kernel_sizes=(3,), kernel_size=3, padding="same",
+            reference=reference),
+        gan=GanTrainConfig(
+            batch_size=2, buffer_capacity=16, optimizer="adam", refiner_learning_rate=1e-3,
+            discriminator_learning_rate=1e-3, task_learning_rate=1e-3, refiner_warmup_steps=1,
+            discriminator_warmup_steps=1, adversarial_steps=1, task_warmup_steps=1, joint_steps=2,
+            task_final_steps=1, k_task=1, summary_every=1, checkpoint_every=1),
+        task=TaskConfig(filters=(8, 16), convs_per_level=(1, 1), crop_size=64, batch_size=2,
+                        train_steps=2),
+        wsi=WsiConfig(tile_size_px=256, overlap_px=48),
+    )
+
+
+PRESETS = {
+    "paper_2017": paper_2017,
+    "release_2019": release_2019,
+    "cpu_small": cpu_small,
+    "demo": demo,
+    "tiny": tiny,
+}
+
+
+def get_preset(name: str) -> Config:
+    """Returns the named preset's Config; ValueError naming the choices otherwise."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r}: expected one of {sorted(PRESETS)}")
+    return PRESETS[name]()
