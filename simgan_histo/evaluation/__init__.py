@@ -1,0 +1,1 @@
+"""Metrics, realism measures, the predict/evaluate library."""

@@ -1,0 +1,1 @@
+"""Instance post-processing: watershed, polygons, morphometry."""

@@ -1,0 +1,1 @@
+"""Losses, importance weights, trainers, schedule, export."""

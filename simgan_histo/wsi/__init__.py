@@ -1,0 +1,1 @@
+"""Whole-slide reading, tissue, stain, tiling, writers, runners."""
