@@ -101,11 +101,22 @@ class ReferenceBranchConfig:
     kernel_size: int = 5
     pool_size: int = 3  # avgpool 3/2 after ref_conv_0 (release)
     padding: str = "valid"  # release: VALID
+    activation: str = "lrelu"  # release conv2d default
+    lrelu_alpha: float = 0.2  # release lrelu(0.2)
 
     def __post_init__(self):
         _positive(self, "filters", "first_kernel_size", "kernel_size", "pool_size")
-        _non_negative(self, "num_convs")
+        _non_negative(self, "num_convs", "lrelu_alpha")
         _choice(self, "padding", PADDINGS)
+        _choice(self, "activation", ACTIVATIONS)
+
+    def min_input_size(self) -> int:
+        """Smallest square reference patch whose features before the global pool are ≥ 1×1."""
+        if self.padding == "same":
+            return 1
+        size = 1 + self.num_convs * (self.kernel_size - 1)
+        size = (size - 1) * 2 + self.pool_size  # undo the avgpool of stride 2
+        return size + self.first_kernel_size - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,11 +131,16 @@ class RefinerConfig:
     lrelu_alpha: float = 0.2  # release lrelu(0.2)
     use_reference: bool = True  # False = the "no reference patch" ablation
     reference: ReferenceBranchConfig = ReferenceBranchConfig()
+    output_kernel_size: int = 3  # conv_1 3@3×3, linear (release)
 
     def __post_init__(self):
-        _positive(self, "filters", "kernel_size", "first_kernel_size")
+        _positive(self, "filters", "kernel_size", "first_kernel_size", "output_kernel_size")
         _non_negative(self, "num_blocks", "lrelu_alpha")
         _choice(self, "activation", ACTIVATIONS)
+
+    def min_input_size(self) -> int:
+        """Smallest square input (image and reference) the refiner accepts (SAME main stream)."""
+        return self.reference.min_input_size() if self.use_reference else 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,14 +172,29 @@ class DiscriminatorConfig:
                  "one per head_filters entry")
 
     def min_input_size(self) -> int:
-        """Smallest square input whose output map is at least 1×1."""
+        """Smallest square input whose output map is at least 1×1 (reference branch included)."""
+        reference = self.reference.min_input_size() if self.use_reference else 1
         if self.padding == "same":
-            return 2 ** len(self.stage_pools)
+            return max(2 ** len(self.stage_pools), reference)
         size = 1 + sum(k - 1 for k in self.head_kernel_sizes)
         for filters_pool, convs in reversed(list(zip(self.stage_pools, self.stage_convs))):
             size = (size - 1) * 2 + filters_pool  # undo an avgpool of stride 2
             size += convs * (self.kernel_size - 1)
-        return size + self.first_kernel_size - 1
+        return max(size + self.first_kernel_size - 1, reference)
+
+    def output_size(self, input_size: int) -> int:
+        """Side of D's logit map for a square input of `input_size` px (0 if too small)."""
+        if self.padding == "same":
+            size = input_size
+            for _ in self.stage_pools:
+                size = -(-size // 2)  # SAME avgpool, stride 2
+            return size
+        size = input_size - self.first_kernel_size + 1
+        for pool, convs in zip(self.stage_pools, self.stage_convs):
+            size -= convs * (self.kernel_size - 1)
+            size = (size - pool) // 2 + 1 if size >= pool else 0
+        size -= sum(k - 1 for k in self.head_kernel_sizes)
+        return max(size, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,9 +273,26 @@ class TaskConfig:
     min_area_px: int = 20  # release min_nucleus_size
     max_area_px: int = 65536  # release max_nucleus_size
     compactness: float = 1.0  # release watershed compactness
+    kernel_size: int = 3  # release U-Net convs are 3×3
+    real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
+    summary_every: int = 50  # TensorBoard scalars
+    checkpoint_every: int = 500
+    eval_every: int = 500  # held-out validation; the best evaluation is the stopping point
+    max_validation_patches: int = 64  # cap on held-out synthetic patches (CPU budget)
+    selection_metric: str = "aji"  # stopping point and thresholds: "aji", "dice_avg" or "loss"
+    seg_threshold_grid: Tuple[float, ...] = (0.2, 0.33, 0.45, 0.6)  # includes the release 0.33
+    det_threshold_grid: Tuple[float, ...] = (0.03, 0.07, 0.15, 0.3, 0.5)  # includes release 0.07
 
     def __post_init__(self):
         _choice(self, "architecture", ("unet", "cnn15"))
+        _choice(self, "selection_metric", ("aji", "dice_avg", "loss"))
+        _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",
+                  "max_validation_patches")
+        _fraction(self, "real_batch_fraction")
+        for name in ("seg_threshold_grid", "det_threshold_grid"):
+            grid = getattr(self, name)
+            _require(len(grid) > 0 and all(0.0 <= t <= 1.0 for t in grid),
+                     f"TaskConfig.{name}", grid, "a non-empty tuple of values in [0, 1]")
         _choice(self, "activation", ACTIVATIONS)
         _require(len(self.filters) == len(self.convs_per_level), "TaskConfig.convs_per_level",
                  self.convs_per_level, f"{len(self.filters)} entries, one per level")
@@ -398,7 +446,8 @@ def paper_2017() -> Config:
         discriminator=DiscriminatorConfig(
             stage_filters=(48, 80, 80), stage_convs=(1, 3, 3), stage_pools=(2, 2, 2),
             head_filters=(64,), head_kernel_sizes=(1,), kernel_size=3, padding="same"),
-        task=TaskConfig(architecture="cnn15", filters=(32, 64, 128), convs_per_level=(5, 5, 5),
+        # 14 trunk convs + the 3×3 logit conv = the paper's 15 conv layers, 2 pools.
+        task=TaskConfig(architecture="cnn15", filters=(32, 64, 128), convs_per_level=(5, 5, 4),
                         crop_size=200),
         gan=GanTrainConfig(lambda_l1=0.01, lambda_l2=0.1, refiner_learning_rate=1e-5,
                            discriminator_learning_rate=1e-5, task_learning_rate=1e-4),

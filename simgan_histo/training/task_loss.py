@@ -1,0 +1,95 @@
+"""The task net's loss (DESIGN §1.4–1.5; release `model.py::_build_loss`), as pure functions.
+
+Targets come from the release bit mask (1 nucleus, 2 contour, 4 centroid):
+segmentation = bit 1; detection = bit 4 dilated with a k×k square (release: 3×3).
+Per sample:  L_i = Σ_pixels roi · CE(seg) + Σ_pixels roi · CE(det)  (sigmoid cross-entropy),
+with roi = 1 inside and `roi_border_weight` (release 0.01) in a border that is a fraction
+of the patch side (release: 50 px of 400 = 0.125).
+Batch:  L = (1/B) Σ_i w_i · L_i — a mean, deliberately NOT normalised by Σ w_i (that would
+cancel the constant c of Eq. 5). Real labeled samples have w_i = 1.
+Losses are computed in float32 whatever the compute precision.
+"""
+
+import tensorflow as tf
+
+from simgan_histo.patch_file import MASK_CENTROID, MASK_NUCLEUS
+
+DETECTION, SEGMENTATION = 0, 1  # logit channels (models/unet.py)
+
+
+def targets_from_mask(mask, dilation: int = 3):
+    """Segmentation and detection targets from a (B, H, W) bit mask.
+
+    Args:
+      mask: integer (B, H, W) release bit mask.
+      dilation: side of the square structuring element applied to the centroid bit.
+
+    Returns:
+      float32 (B, H, W, 2): channel 0 detection (dilated centroids), channel 1 segmentation.
+    """
+    mask = tf.cast(mask, tf.int32)
+    segmentation = tf.cast(tf.bitwise.bitwise_and(mask, MASK_NUCLEUS) > 0, tf.float32)
+    centroid = tf.cast(tf.bitwise.bitwise_and(mask, MASK_CENTROID) > 0, tf.float32)
+    detection = tf.nn.max_pool2d(centroid[..., None], dilation, 1, "SAME")[..., 0]
+    return tf.stack([detection, segmentation], axis=-1)
+
+
+def roi_weight_map(height: int, width: int, border_fraction: float, border_weight: float):
+    """(H, W) float32: 1 inside, `border_weight` within round(fraction · side) px of an edge."""
+    border_y = int(round(border_fraction * height))
+    border_x = int(round(border_fraction * width))
+    rows = tf.range(height)
+    cols = tf.range(width)
+    inside_y = (rows >= border_y) & (rows < height - border_y)
+    inside_x = (cols >= border_x) & (cols < width - border_x)
+    inside = inside_y[:, None] & inside_x[None, :]
+    return tf.where(inside, 1.0, float(border_weight))
+
+
+def per_sample_loss(logits, targets, roi):
+    """Σ over pixels of roi · sigmoid CE, per head and sample.
+
+    Args:
+      logits: (B, H, W, 2) logits, channel 0 detection, 1 segmentation.
+      targets: (B, H, W, 2) {0, 1} targets in the same channel order.
+      roi: (H, W) pixel weights.
+
+    Returns:
+      dict of float32 (B,) tensors: `detection`, `segmentation` and their sum `total`.
+    """
+    logits = tf.cast(logits, tf.float32)
+    entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+    summed = tf.reduce_sum(entropy * roi[None, :, :, None], axis=[1, 2])
+    detection, segmentation = summed[:, DETECTION], summed[:, SEGMENTATION]
+    return {"detection": detection, "segmentation": segmentation,
+            "total": detection + segmentation}
+
+
+def weighted_batch_loss(per_sample, sample_weight):
+    """(1/B) Σ_i w_i · L_i — the mean, not normalised by Σ w (DESIGN §1.5)."""
+    per_sample = tf.cast(per_sample, tf.float32)
+    return tf.reduce_mean(tf.cast(sample_weight, tf.float32) * per_sample)
+
+
+def weighted_task_loss(logits, mask, sample_weight, config):
+    """The whole task loss from logits and bit masks (for the trainer and L_hard).
+
+    Args:
+      logits: (B, H, W, 2) task-net logits.
+      mask: (B, H, W) release bit masks.
+      sample_weight: (B,) importance weights (1 for real samples and unrefined patches).
+      config: TaskConfig (roi_border_fraction, roi_border_weight, detection_dilation).
+
+    Returns:
+      dict of float32 scalars: `loss` (weighted mean), and the unweighted batch means
+      `detection` and `segmentation`.
+    """
+    targets = targets_from_mask(mask, config.detection_dilation)
+    height, width = mask.shape[1], mask.shape[2]
+    if height is None or width is None:
+        raise ValueError("weighted_task_loss needs static H and W (crop to a fixed size)")
+    roi = roi_weight_map(height, width, config.roi_border_fraction, config.roi_border_weight)
+    parts = per_sample_loss(logits, targets, roi)
+    return {"loss": weighted_batch_loss(parts["total"], sample_weight),
+            "detection": tf.reduce_mean(parts["detection"]),
+            "segmentation": tf.reduce_mean(parts["segmentation"])}
