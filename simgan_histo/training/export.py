@@ -10,10 +10,10 @@ Layout written by `export_task_model(model, "<dir>", ...)`:
 float32 [N, H, W, 3] RGB in 0..255 (H, W multiples of the stride), scales it to [-1, 1]
 inside the graph and returns `segmentation` and `detection`: float32 [N, H, W, 1]
 probabilities. Instances come from the marker watershed (`simgan_histo.postprocess`),
-with the thresholds stored in `inference.json` under `watershed`.
+with the thresholds stored in `inference.json` under `thresholds`.
 
 `inference.json` keys: `format_version`, `mpp`, `stride`, `stain_norm` {`method`,
-`lab_mean`, `lab_std`}, `watershed` {`seg_threshold`, `det_threshold`, `seg_sigma`,
+`lab_mean`, `lab_std`}, `thresholds` {`seg_threshold`, `det_threshold`, `seg_sigma`,
 `det_sigma`, `min_area_px`, `max_area_px`, `compactness`}, `precision`, `architecture`,
 `config_hash`, `git_commit`, `preset`, `selection` (how the stopping point and thresholds
 were chosen: validation name, metric, step, score).
@@ -50,6 +50,11 @@ class TaskServing(tf.Module):
                 "detection": tf.cast(outputs["detection"], tf.float32)}
 
 
+def _number(value):
+    """JSON number: integers stay integers (areas in px), the rest float."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else float(value)
+
+
 def git_commit(repo: Optional[pathlib.Path] = None) -> str:
     """HEAD commit of the checkout this code runs from ("unknown" outside git)."""
     repo = repo or pathlib.Path(__file__).resolve().parents[2]
@@ -84,7 +89,7 @@ def inference_settings(config, stain_target, selection: Optional[dict] = None,
         "mpp": float(mpp if mpp is not None else config.synthesis.mpp),
         "stride": int(config.task.stride),
         "stain_norm": stain,
-        "watershed": {key: float(value) for key, value in watershed.items()},
+        "thresholds": {key: _number(value) for key, value in watershed.items()},
         "precision": config.runtime.precision,
         "architecture": config.task.architecture,
         "preset": config.preset,
