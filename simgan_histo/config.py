@@ -319,21 +319,32 @@ class WsiConfig:
     overlap_px: int = 128  # > the largest nucleus (StarDist/HoVer-Net convention)
     stain_norm: str = "reinhard"  # or "none"
     thumbnail_mpp: float = 8.0  # tissue mask resolution
-    min_tissue_fraction: float = 0.05  # tiles with less tissue are skipped
+    # Tiles whose core holds no more tissue than this are skipped; 0 = any tissue, because a
+    # sliver of tissue at a core's edge still holds nuclei.
+    min_tissue_fraction: float = 0.0
     csv_tile_px: int = 4000  # the release's TCGA CSV tiles (level 0)
     batch_size: int = 2
     engine: str = "local"  # or "dask"
+    context_px: int = 0  # read-window border seen by the model but trusted for nothing
+    tissue_margin_um: float = 32.0  # tissue mask dilation (HoVer-Net: disk 16 at 1.25×)
+    min_tissue_area_um2: float = 10000.0  # smaller tissue specks are dropped (0.01 mm²)
+    qc_overlays: int = 4  # full-resolution QC overlays per slide
+    qc_overlay_px: int = 512  # their side, level-0 px
 
     def __post_init__(self):
-        _positive(self, "tile_size_px", "thumbnail_mpp", "csv_tile_px", "batch_size")
-        _non_negative(self, "overlap_px")
+        _positive(self, "tile_size_px", "thumbnail_mpp", "csv_tile_px", "batch_size",
+                  "qc_overlay_px")
+        _non_negative(self, "overlap_px", "context_px", "tissue_margin_um",
+                      "min_tissue_area_um2", "qc_overlays")
         _fraction(self, "min_tissue_fraction")
         if self.mpp is not None:
             _positive(self, "mpp")
         _choice(self, "stain_norm", ("reinhard", "none"))
         _choice(self, "engine", ("local", "dask"))
-        _require(self.tile_size_px > 2 * self.overlap_px, "WsiConfig.tile_size_px",
-                 self.tile_size_px, f"> 2 × overlap_px ({self.overlap_px})")
+        # Keeps the core (tile - overlap - 2·context) wider than the overlap: less waste.
+        needed = 2 * self.overlap_px + 2 * self.context_px
+        _require(self.tile_size_px > needed, "WsiConfig.tile_size_px", self.tile_size_px,
+                 f"> 2 × (overlap_px + context_px) = {needed}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,40 +1,95 @@
 """Reading slides and images at a requested µm/px, coordinates always in the level-0 frame.
 
-Backends: OpenSlide for vendor formats and pyramidal TIFFs it understands; OpenCV for
-plain images (PNG/JPEG/TIFF without a pyramid). MPP comes from the file's metadata,
-falling back to a user-given value; `mpp=None` means unknown.
+Backends (chosen by `open_slide(path, backend="auto")`):
+- `tifffile` for generic / OME / pyramidal TIFFs whose tiles it can decode (≈ 4× faster
+  than OpenSlide here, and it also reads SubIFD/OME pyramids OpenSlide cannot);
+- `openslide` for vendor formats (SVS, NDPI, MRXS, …) and TIFFs tifffile cannot decode;
+- `image` for plain PNG/JPEG/BMP files (held in memory).
+
+Geometry: pixel (i, j) of level 0 covers [i, i+1) × [j, j+1) ("corner frame"). `read(x, y,
+w, h, downsample)` returns round(w/downsample) × round(h/downsample) pixels whose pixel u has
+its centre at level-0 x + (u + 0.5)·downsample, read from the best pyramid level (the coarsest
+one not coarser than `downsample`) and resampled with sub-pixel accuracy, so tiles read
+separately line up exactly with one read of the whole region.
+
+MPP: the `mpp` argument overrides the file. Otherwise `openslide.mpp-x` or the TIFF
+description (Aperio `MPP = `, OME `PhysicalSizeX`), then the TIFF resolution tags (only when
+plausible: a 72-dpi default means nothing), then the objective power (10 / power µm/px, with
+a warning: "often inaccurate; sometimes missing", OpenSlide docs). `None` when all fail;
+`require_mpp` turns that into a clear error for the whole-slide path.
+
+One handle per worker: a `Slide` is not thread-safe (tifffile shares a file position).
 """
 
 import dataclasses
+import math
 import pathlib
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
+from absl import logging
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from simgan_histo.wsi import backends
+
+IMAGE_SUFFIXES = backends.IMAGE_SUFFIXES
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu",
-                  ".bif", ".svslide")
+                  ".bif", ".svslide", ".btf")
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf")
+BACKENDS = ("auto", "openslide", "tifffile", "image")
+PLAUSIBLE_MPP = (0.05, 20.0)  # µm/px; outside this a resolution tag is a default, not a scan
+SlideReadError = backends.SlideReadError
 
 
-class SlideReadError(RuntimeError):
-    """A slide or image could not be opened or read; the message names the file and cause."""
+class MissingMppError(SlideReadError):
+    """The slide's µm/px is unknown and no override was given."""
 
 
-def _resolution_mpp(properties) -> Optional[float]:
-    """µm/px from TIFF resolution tags (`tiff.XResolution`, `tiff.ResolutionUnit`)."""
-    try:
-        resolution = float(properties.get("tiff.XResolution", "nan"))
-    except ValueError:
+def mpp_from_resolution(resolution: float, unit: str) -> Optional[float]:
+    """µm/px from a TIFF resolution tag (pixels per `unit`), None if absent or implausible."""
+    unit = (unit or "").lower()
+    if not resolution or not np.isfinite(resolution) or resolution <= 0:
         return None
-    unit = properties.get("tiff.ResolutionUnit", "").lower()
-    if not np.isfinite(resolution) or resolution <= 0:
+    per_unit_um = {"centimeter": 1e4, "inch": 25400.0, "3": 1e4, "2": 25400.0}.get(unit)
+    if per_unit_um is None:
         return None
-    if unit == "centimeter":
-        return 1e4 / resolution
-    if unit == "inch":
-        return 25400.0 / resolution
-    return None
+    mpp = per_unit_um / resolution
+    if not PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1]:
+        logging.info("ignoring TIFF resolution %.4g px/%s (%.4g µm/px is implausible)",
+                     resolution, unit, mpp)
+        return None
+    return mpp
+
+
+def mpp_from_objective(power: Optional[float]) -> Optional[float]:
+    """The usual objective → µm/px convention (40× ≈ 0.25, 20× ≈ 0.5); a last resort."""
+    if power is None or not np.isfinite(power) or power <= 0:
+        return None
+    return 10.0 / power
+
+
+def resolve_mpp(metadata: backends.Metadata, override: Optional[float],
+                path) -> Tuple[Optional[float], str]:
+    """(µm/px, source) from an override or the backend's metadata, in the documented order."""
+    if override is not None:
+        if not override > 0:
+            raise ValueError(f"mpp={override!r}: expected > 0")
+        file_mpp = metadata.mpp or mpp_from_resolution(*metadata.resolution)
+        if file_mpp and abs(file_mpp - override) > 0.02 * override:
+            logging.warning("%s: --mpp=%g overrides the file's %g µm/px", path, override, file_mpp)
+        return float(override), "override"
+    if metadata.mpp:
+        return float(metadata.mpp), metadata.mpp_source
+    tag_mpp = mpp_from_resolution(*metadata.resolution)
+    if tag_mpp:
+        return tag_mpp, "tiff-resolution"
+    power_mpp = mpp_from_objective(metadata.objective_power)
+    if power_mpp:
+        logging.warning("%s: no µm/px in the file; guessing %.3g from objective power %g× "
+                        "(often inaccurate: pass --mpp to be sure)", path, power_mpp,
+                        metadata.objective_power)
+        return power_mpp, "objective-power"
+    return None, "unknown"
 
 
 @dataclasses.dataclass
@@ -45,53 +100,61 @@ class Slide:
     dimensions: Tuple[int, int]  # level-0 (width, height) px
     mpp: Optional[float]  # level-0 µm/px, None if unknown
     backend: str
-    _handle: object = None
-    _pixels: Optional[np.ndarray] = None
+    mpp_source: str = "unknown"
+    _source: object = None  # a backend from `backends`
+
+    @property
+    def level_downsamples(self) -> Tuple[float, ...]:
+        return self._source.level_downsamples
+
+    @property
+    def level_dimensions(self) -> Tuple[Tuple[int, int], ...]:
+        return self._source.level_dimensions
+
+    def best_level(self, downsample: float) -> int:
+        """The coarsest level whose downsample does not exceed `downsample` (0.1 % slack)."""
+        candidates = [i for i, ds in enumerate(self.level_downsamples)
+                      if ds <= downsample * 1.001]
+        return max(candidates, key=lambda i: self.level_downsamples[i]) if candidates else 0
 
     def read_level0(self, x: int, y: int, width: int, height: int) -> np.ndarray:
         """RGB uint8 (height, width, 3) at level 0; outside the slide reads white."""
         return self.read(x, y, width, height, downsample=1.0)
 
-    def read(self, x: int, y: int, width: int, height: int, downsample: float) -> np.ndarray:
+    def read(self, x: float, y: float, width: float, height: float,
+             downsample: float) -> np.ndarray:
         """Level-0 box (x, y, width, height) resampled by 1/downsample, as RGB uint8.
 
-        Reads from the best pyramid level for `downsample`, then resizes.
+        Args:
+          x, y, width, height: the box in level-0 px (floats allowed).
+          downsample: level-0 px per output px (< 1 upsamples, e.g. 0.5 for a 20× slide
+            processed at 40×).
+
+        Returns:
+          (round(height/downsample), round(width/downsample), 3) uint8; white outside.
+
+        Raises:
+          SlideReadError: the backend failed (the message names the file and box).
         """
+        if not downsample > 0:
+            raise ValueError(f"downsample={downsample!r}: expected > 0")
         out_w = max(1, int(round(width / downsample)))
         out_h = max(1, int(round(height / downsample)))
+        level = self.best_level(downsample)
+        level_ds = self.level_downsamples[level]
         try:
-            if self.backend == "openslide":
-                level = self._handle.get_best_level_for_downsample(downsample)
-                level_ds = self._handle.level_downsamples[level]
-                size = (max(1, int(np.ceil(width / level_ds))), max(1, int(np.ceil(height / level_ds))))
-                region = self._handle.read_region((int(x), int(y)), level, size)
-                rgba = np.asarray(region)
-                alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-                # Transparent pixels carry no slide data: composite them onto white.
-                pixels = (rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
-            else:
-                pixels = self._crop(int(x), int(y), int(width), int(height))
-        except Exception as error:  # openslide raises its own error types
-            raise SlideReadError(f"{self.path}: cannot read region {(x, y, width, height)}: "
-                                 f"{error}") from error
-        if pixels.shape[:2] != (out_h, out_w):
-            interpolation = cv2.INTER_AREA if downsample > 1 else cv2.INTER_LINEAR
-            pixels = cv2.resize(pixels, (out_w, out_h), interpolation=interpolation)
-        return pixels
-
-    def _crop(self, x: int, y: int, width: int, height: int) -> np.ndarray:
-        out = np.full((height, width, 3), 255, np.uint8)
-        full_h, full_w = self._pixels.shape[:2]
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + width, full_w), min(y + height, full_h)
-        if x1 > x0 and y1 > y0:
-            out[y0 - y:y1 - y, x0 - x:x1 - x] = self._pixels[y0:y1, x0:x1]
-        return out
+            return _resample(self._source, level, x / level_ds, y / level_ds,
+                             downsample / level_ds, out_w, out_h)
+        except SlideReadError:
+            raise
+        except Exception as error:  # backends raise their own error types
+            raise SlideReadError(f"{self.path}: cannot read region {(x, y, width, height)} at "
+                                 f"level {level}: {error}") from error
 
     def close(self) -> None:
-        if self.backend == "openslide" and self._handle is not None:
-            self._handle.close()
-        self._handle = None
-        self._pixels = None
+        if self._source is not None:
+            self._source.close()
+        self._source = None
 
     def __enter__(self):
         return self
@@ -100,42 +163,84 @@ class Slide:
         self.close()
 
 
-def _read_image(path: pathlib.Path) -> np.ndarray:
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if pixels is None:
-        raise SlideReadError(f"{path}: not a readable image")
-    if pixels.dtype != np.uint8:
-        raise SlideReadError(f"{path}: {pixels.dtype} pixels, expected 8-bit RGB")
-    if pixels.ndim == 2:
-        raise SlideReadError(f"{path}: grayscale image, expected RGB H&E")
-    if pixels.shape[2] == 4:
-        alpha = pixels[..., 3:4].astype(np.float32) / 255.0
-        pixels = (pixels[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
-    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+def _is_near_integer(value: float) -> bool:
+    return abs(value - round(value)) < 1e-6
 
 
-def open_slide(path, mpp: Optional[float] = None) -> Slide:
-    """Opens a slide (OpenSlide) or a plain image; `mpp` overrides the file's µm/px.
+def _resample(source, level: int, level_x: float, level_y: float, scale: float,
+              out_w: int, out_h: int) -> np.ndarray:
+    """Output pixel u centred at level coordinate level_x + (u + 0.5)·scale (corner frame)."""
+    aligned = _is_near_integer(level_x) and _is_near_integer(level_y)
+    if aligned and abs(scale - 1.0) < 1e-9:
+        return source.read_level(level, int(round(level_x)), int(round(level_y)), out_w, out_h)
+    if aligned and scale > 1 and _is_near_integer(scale):
+        # Integer shrink on the pixel grid: INTER_AREA is the exact box average.
+        factor = int(round(scale))
+        region = source.read_level(level, int(round(level_x)), int(round(level_y)),
+                                   out_w * factor, out_h * factor)
+        return cv2.resize(region, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    pad = 3 + int(math.ceil(scale))
+    x0, y0 = int(math.floor(level_x)) - pad, int(math.floor(level_y)) - pad
+    x1 = int(math.ceil(level_x + out_w * scale)) + pad
+    y1 = int(math.ceil(level_y + out_h * scale)) + pad
+    region = source.read_level(level, x0, y0, x1 - x0, y1 - y0)
+    if scale > 1:
+        # Anti-alias before sampling so shrinking by a non-integer factor does not alias.
+        region = cv2.GaussianBlur(region, (0, 0), sigmaX=0.5 * (scale - 1.0) + 1e-3)
+    matrix = np.array([[scale, 0.0, level_x + 0.5 * scale - 0.5 - x0],
+                       [0.0, scale, level_y + 0.5 * scale - 0.5 - y0]], np.float64)
+    interpolation = cv2.INTER_CUBIC if scale < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(region, matrix, (out_w, out_h),
+                          flags=interpolation | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _choose_backend(path: pathlib.Path, backend: str) -> str:
+    if backend != "auto":
+        return backend
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in TIFF_SUFFIXES and backends.tifffile_can_read(path):
+        return "tifffile"
+    return "openslide"
+
+
+def open_slide(path, mpp: Optional[float] = None, backend: str = "auto") -> Slide:
+    """Opens a slide or a plain image; `mpp` overrides the file's µm/px.
+
+    Args:
+      path: the slide or image file.
+      mpp: level-0 µm/px to use instead of the file's (None: read it, see module doc).
+      backend: "auto", "openslide", "tifffile" or "image".
 
     Raises:
-      SlideReadError: the file is missing, unreadable, or not RGB.
+      SlideReadError: the file is missing, unreadable, corrupt, or not 8-bit RGB.
     """
     path = pathlib.Path(path)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
     if not path.exists():
         raise SlideReadError(f"{path}: no such file")
-    if path.suffix.lower() in SLIDE_SUFFIXES:
-        import openslide  # pylint: disable=import-outside-toplevel
+    if path.is_dir() and path.suffix.lower() != ".mrxs":
+        raise SlideReadError(f"{path}: is a directory, expected a slide file")
+    chosen = _choose_backend(path, backend)
+    if chosen == "tifffile":
+        source = backends.TiffBackend(path)
+    elif chosen == "openslide":
+        source = backends.open_with_openslide(path)
+    else:
+        source = backends.ArrayBackend(path)
+    slide_mpp, mpp_source = resolve_mpp(source.metadata, mpp, path)
+    return Slide(path, tuple(source.level_dimensions[0]), slide_mpp, source.name, mpp_source,
+                 source)
 
-        try:
-            handle = openslide.OpenSlide(str(path))
-        except openslide.OpenSlideUnsupportedFormatError:
-            handle = None  # a plain TIFF: read it as an image below
-        except openslide.OpenSlideError as error:
-            raise SlideReadError(f"{path}: OpenSlide cannot open it: {error}") from error
-        if handle is not None:
-            props = handle.properties
-            file_mpp = props.get(openslide.PROPERTY_NAME_MPP_X)
-            file_mpp = float(file_mpp) if file_mpp else _resolution_mpp(props)
-            return Slide(path, tuple(handle.dimensions), mpp or file_mpp, "openslide", handle)
-    pixels = _read_image(path)
-    return Slide(path, (pixels.shape[1], pixels.shape[0]), mpp, "image", None, pixels)
+
+def require_mpp(slide: Slide) -> float:
+    """The slide's µm/px, or MissingMppError telling the user how to supply it."""
+    if slide.mpp is None:
+        raise MissingMppError(
+            f"{slide.path}: the file records no µm/px (no openslide.mpp-x, MPP in the TIFF "
+            f"description, plausible resolution tag or objective power). Pass --mpp=<µm/px> "
+            f"(e.g. 0.25 for a 40× scan, 0.5 for 20×).")
+    return slide.mpp

@@ -1,0 +1,104 @@
+"""Overlapping tiles and seams: which tile keeps which nucleus (STYLE §7).
+
+A region of `shape` = (height, width) px (at processing resolution) is cut into tiles. Each
+tile has
+- a **write window** (its core): the cores partition the region, edge to edge, no overlap;
+- a **read window**: the core grown by `margin = context + overlap // 2` on every side, so
+  every read window is `tile_size` × `tile_size` (the model sees equal shapes, which batches)
+  and neighbouring read windows overlap by `overlap + 2 · context` px.
+
+**Assumption: every nucleus is smaller than the overlap** — more exactly, no nucleus pixel
+lies further than `overlap // 2` from the nucleus centroid (about: diameter < overlap).
+`context` px at each read-window edge are seen by the model but trusted for nothing (padding
+and receptive-field effects). Then a nucleus whose centroid lies in a tile's core lies wholly
+in the trusted part of that tile's read window, and
+
+    each nucleus is kept by exactly the tile that owns its centroid (`is_responsible`),
+
+so none is cut and none is kept twice. Ownership is half-open ([x0, x1) × [y0, y1)) and the
+cores along the region's border own everything beyond it, so every point has one owner.
+"""
+
+import dataclasses
+import math
+from typing import List, Tuple
+
+Box = Tuple[int, int, int, int]  # (x, y, width, height) in processing px
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """One tile: `read` (what the model sees) and `write` (the core it answers for)."""
+
+    row: int
+    col: int
+    read: Box
+    write: Box
+    first_row: bool = False
+    last_row: bool = False
+    first_col: bool = False
+    last_col: bool = False
+
+    @property
+    def index(self) -> Tuple[int, int]:
+        return self.row, self.col
+
+    def is_responsible(self, x: float, y: float) -> bool:
+        """True when (x, y) — a nucleus centroid, region px, corner frame — lies in this core.
+
+        Half-open on interior edges; unbounded beyond the region's border.
+        """
+        write_x, write_y, width, height = self.write
+        inside_x = ((self.first_col or x >= write_x)
+                    and (self.last_col or x < write_x + width))
+        inside_y = ((self.first_row or y >= write_y)
+                    and (self.last_row or y < write_y + height))
+        return inside_x and inside_y
+
+    def to_read_frame(self, x: float, y: float) -> Tuple[float, float]:
+        """Region coordinates -> coordinates inside the read window."""
+        return x - self.read[0], y - self.read[1]
+
+
+def margin_px(overlap: int, context: int) -> int:
+    """Read-window margin around each core: context plus half the overlap."""
+    return context + overlap // 2
+
+
+def cover(shape: Tuple[int, int], tile_size: int, overlap: int, context: int = 0) -> List[Tile]:
+    """Tiles covering a (height, width) region, row-major.
+
+    Args:
+      shape: (height, width) of the region, px.
+      tile_size: read-window side, px (the model's input side).
+      overlap: px two neighbouring read windows share beyond their context; must exceed the
+        largest nucleus (see the module docstring).
+      context: px at each read-window edge the model sees but whose output is not trusted.
+
+    Returns:
+      Tiles in row-major order; their cores partition the region.
+
+    Raises:
+      ValueError: a core would be empty (tile_size <= 2 · margin) or a size is negative.
+    """
+    height, width = shape
+    if height <= 0 or width <= 0:
+        raise ValueError(f"shape={shape}: expected positive height and width")
+    if overlap < 0 or context < 0:
+        raise ValueError(f"overlap={overlap}, context={context}: expected >= 0")
+    margin = margin_px(overlap, context)
+    core = tile_size - 2 * margin
+    if core <= 0:
+        raise ValueError(f"tile_size={tile_size}: must exceed 2 × (context + overlap // 2) = "
+                         f"{2 * margin}")
+    rows, cols = math.ceil(height / core), math.ceil(width / core)
+    tiles = []
+    for row in range(rows):
+        for col in range(cols):
+            x, y = col * core, row * core
+            write = (x, y, min(core, width - x), min(core, height - y))
+            read = (x - margin, y - margin, tile_size, tile_size)
+            tiles.append(Tile(row, col, read, write, first_row=row == 0,
+                              last_row=row == rows - 1, first_col=col == 0,
+                              last_col=col == cols - 1))
+    return tiles
