@@ -1,0 +1,50 @@
+"""Flags of `train_task.py`: training data, weights, validation, steps, export."""
+
+from typing import List
+
+from absl import flags
+
+from flags import common
+from simgan_histo import config as config_lib
+
+PATCHES = flags.DEFINE_multi_string(
+    "patches", [], "Patch file(s) of the DESIGN §3 schema (synthesize.py output or the "
+    "refiner's buffer); repeat the flag or give a comma-separated list.")
+REAL_DIR = flags.DEFINE_string(
+    "real_dir", None, "Real labeled folder (images/<id>.png RGB, labels/<id>.png uint16 "
+    "instance ids) mixed into every batch, or used alone for a supervised model.")
+IMPORTANCE_WEIGHTS = flags.DEFINE_enum(
+    "importance_weights", "on", ["on", "off"],
+    "Multiply each patch's loss by its importance weight (Eq. 5); off = the ablation.")
+RESCORE_WITH = flags.DEFINE_string(
+    "rescore_with", None, "Exported discriminator (SavedModel dir) to recompute the patch "
+    "weights with before training (weights written during D's warm-up are stale).")
+STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: the preset's).")
+EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "Model folder for the SavedModel versions (default <workdir>/export).")
+VALIDATION = flags.DEFINE_string(
+    "validation", "synthetic", "Where the stopping point and watershed thresholds are "
+    "selected: 'synthetic' (held-out patches, zero labels), 'labeled:<dir>' or 'none'.")
+ARCHITECTURE = flags.DEFINE_enum(
+    "task_architecture", None, ["unet", "cnn15"],
+    "Task net: the released U-Net, or our reconstruction of the paper's 15-conv CNN.")
+
+TASK_OVERRIDES = {
+    "steps": ("task", "train_steps"),
+    "task_architecture": ("task", "architecture"),
+}
+
+
+def patch_paths(flag_values=flags.FLAGS) -> List[str]:
+    """--patches values, comma lists split, empty entries dropped."""
+    return [part.strip() for value in flag_values["patches"].value
+            for part in value.split(",") if part.strip()]
+
+
+def to_config(flag_values=flags.FLAGS) -> config_lib.Config:
+    """Preset -> common flags -> the task flags the user set."""
+    config = common.to_config(flag_values, TASK_OVERRIDES)
+    if flag_values["importance_weights"].present:
+        config = config.replace(
+            task=dict(use_importance_weights=flag_values["importance_weights"].value == "on"))
+    return config

@@ -1,0 +1,248 @@
+"""Training loop of the task net: one `@tf.function` step, checkpoints, summaries, selection.
+
+All mutable state — step, network, optimizer, and the best validation score so far — is in
+one `tf.train.Checkpoint` managed in `<workdir>/checkpoints`; batches are a pure function of
+(seed, step) (`task_data.TaskBatches`), so a resumed run continues bit-exactly. The weights
+of the best evaluation (the stopping point) are kept apart in `<workdir>/best`.
+Scalars go to TensorBoard (`<workdir>/tensorboard/task`) and, for the record, to
+`<workdir>/curve.jsonl` (training) and `<workdir>/validation.jsonl` (evaluations).
+"""
+
+import concurrent.futures
+import json
+import pathlib
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tqdm import tqdm
+
+from simgan_histo import stain
+from simgan_histo.models import task_net
+from simgan_histo.training import export
+from simgan_histo.training import rescore
+from simgan_histo.training import stain_target
+from simgan_histo.training import task_data
+from simgan_histo.training import task_loss
+from simgan_histo.training import task_validation
+
+
+def _append_jsonl(path: pathlib.Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _truncate_jsonl(path: pathlib.Path, max_step: int) -> None:
+    """Drops records written after the checkpoint we resume from (a killed run's tail)."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines()
+             if line.strip() and json.loads(line)["step"] <= max_step]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+class TaskTrainer:
+    """Trains `build_task_net(config.task)` on `batches`, selecting on `validation`."""
+
+    def __init__(self, config, workdir, batches, validation=None):
+        self.config, self.task = config, config.task
+        self.workdir = pathlib.Path(workdir)
+        self.batches, self.validation = batches, validation
+        self.model = task_net.build_task_net(self.task)
+        self.optimizer = keras.optimizers.Adam(self.task.learning_rate)
+        self.optimizer.build(self.model.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, name="step")
+        self.best_score = tf.Variable(-np.inf, dtype=tf.float64, name="best_score")
+        self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step")
+        self.best_thresholds = tf.Variable([self.task.seg_threshold, self.task.det_threshold],
+                                           dtype=tf.float64, name="best_thresholds")
+        self.checkpoint = tf.train.Checkpoint(
+            step=self.step, task_net=self.model, task_optimizer=self.optimizer,
+            best_score=self.best_score, best_step=self.best_step,
+            best_thresholds=self.best_thresholds)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.workdir / "checkpoints",
+                                                  max_to_keep=2)
+        self.best_checkpoint = tf.train.Checkpoint(task_net=self.model)
+        self.best_manager = tf.train.CheckpointManager(self.best_checkpoint,
+                                                       self.workdir / "best", max_to_keep=1)
+        self.writer = tf.summary.create_file_writer(str(self.workdir / "tensorboard" / "task"))
+
+    def restore_or_initialize(self) -> int:
+        """Restores the latest checkpoint if there is one; returns the step to continue from."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("resumed from %s at step %d", latest, int(self.step))
+        step = int(self.step)
+        _truncate_jsonl(self.workdir / "curve.jsonl", step)
+        _truncate_jsonl(self.workdir / "validation.jsonl", step)
+        return step
+
+    @tf.function
+    def task_step(self, image, mask, weight):
+        """One update: Σ-over-pixels sigmoid CE of both heads, batch mean of w_i·L_i."""
+        scaled = tf.cast(image, tf.float32) / 127.5 - 1.0
+        with tf.GradientTape() as tape:
+            outputs = self.model(scaled, training=True)
+            losses = task_loss.weighted_task_loss(outputs["logits"], mask, weight, self.task)
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(losses["loss"], variables)
+        self.optimizer.apply(gradients, variables)
+        return {"task/loss": losses["loss"], "task/detection": losses["detection"],
+                "task/segmentation": losses["segmentation"],
+                "weights/mean": tf.reduce_mean(weight)}
+
+    def evaluate(self) -> Optional[dict]:
+        """Scores the current weights on the validation set; keeps them if they are the best."""
+        if self.validation is None:
+            return None
+        step = int(self.step)
+        result = task_validation.evaluate(self.model, self.validation, self.task)
+        improved = result["score"] > float(self.best_score)
+        if improved:
+            self.best_score.assign(result["score"])
+            self.best_step.assign(step)
+            self.best_thresholds.assign([result["thresholds"]["seg_threshold"],
+                                         result["thresholds"]["det_threshold"]])
+            self.best_manager.save(checkpoint_number=step)
+        record = {"step": step, "loss": result["loss"], "score": result["score"],
+                  **result["thresholds"], **{k: result["scores"][k] for k in
+                                             ("aji", "dice1", "dice2", "dice_avg", "pq")}}
+        _append_jsonl(self.workdir / "validation.jsonl", record)
+        with self.writer.as_default(step=step):
+            for key in ("loss", "score", "aji", "dice_avg", "seg_threshold", "det_threshold"):
+                tf.summary.scalar(f"validation/{key}", record[key])
+        logging.info("step %d validation %s: %s", step, self.validation.name,
+                     {k: round(v, 4) for k, v in record.items() if k != "step"})
+        return result
+
+    def run(self, num_steps: int) -> dict:
+        """Trains up to step `num_steps` (resuming if possible); returns the selection."""
+        start = self.restore_or_initialize()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(self.batches.batch, start) if start < num_steps else None
+            for step in tqdm(range(start, num_steps), initial=start, total=num_steps,
+                             desc="task net", disable=None):
+                batch = pending.result()
+                if step + 1 < num_steps:  # prepare the next batch while this one trains
+                    pending = pool.submit(self.batches.batch, step + 1)
+                scalars = self.task_step(tf.constant(batch["image"]), tf.constant(batch["mask"]),
+                                         tf.constant(batch["weight"]))
+                self.step.assign(step + 1)
+                self._after_step(step + 1, scalars, last=step + 1 == num_steps)
+        return self.selection()
+
+    def _after_step(self, step: int, scalars: dict, last: bool) -> None:
+        if step % self.task.summary_every == 0 or last:
+            values = {key: float(value) for key, value in scalars.items()}
+            with self.writer.as_default(step=step):
+                for key, value in values.items():
+                    tf.summary.scalar(key, value)
+            _append_jsonl(self.workdir / "curve.jsonl", {"step": step, **values})
+            if not np.isfinite(values["task/loss"]):
+                raise FloatingPointError(f"task loss is {values['task/loss']} at step {step}")
+        if step % self.task.eval_every == 0 or last:
+            self.evaluate()
+        if step % self.task.checkpoint_every == 0 or last:
+            self.manager.save(checkpoint_number=step)
+            self.writer.flush()
+
+    def selection(self) -> dict:
+        """Loads the stopping point's weights; returns how it and the thresholds were chosen."""
+        if self.validation is None or int(self.best_step) < 0:
+            return {"validation": "none", "step": int(self.step), "metric": None,
+                    "score": None, "thresholds": {}}
+        self.best_checkpoint.restore(self.best_manager.latest_checkpoint).expect_partial()
+        seg, det = (float(v) for v in self.best_thresholds.numpy())
+        return {"validation": self.validation.name, "step": int(self.best_step),
+                "metric": self.task.selection_metric, "score": float(self.best_score),
+                "thresholds": {"seg_threshold": seg, "det_threshold": det}}
+
+
+def _patch_file_mpp(patches, default: float) -> float:
+    """µm/px the patch files were synthesised at (their stored config), else `default`."""
+    values = set()
+    for text in patches.configs():
+        try:
+            values.add(float(json.loads(text)["synthesis"]["mpp"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    if len(values) > 1:
+        raise ValueError(f"patch files were made at different µm/px {sorted(values)}")
+    return values.pop() if values else default
+
+
+def _validation_set(validation: str, patches):
+    """'synthetic' (held-out patches), 'labeled:<dir>' or 'none' → a ValidationSet or None."""
+    if validation == "none":
+        return None
+    if validation == "synthetic":
+        if patches is None:
+            raise ValueError("validation 'synthetic' needs a patch file; with real labels only, "
+                             "use 'labeled:<dir>' (held-out labeled images) or 'none'")
+        held_out = task_validation.synthetic_validation(patches)
+        if held_out is None:
+            raise ValueError("validation 'synthetic' but no patch is held out "
+                             "(TaskConfig.validation_fraction is 0 or too few patches)")
+        return held_out
+    if validation.startswith("labeled:") and len(validation) > len("labeled:"):
+        return task_validation.labeled_validation(validation[len("labeled:"):])
+    raise ValueError(f"validation={validation!r}: expected 'synthetic', 'labeled:<dir>' or "
+                     f"'none'")
+
+
+def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synthetic",
+               rescore_with=None, num_steps=None, export_dir=None) -> dict:
+    """Trains the task net and exports it (the library behind `train_task.py`).
+
+    Args:
+      config: the run's `Config` (`task`, `runtime.seed`, `gan.importance_*` for re-scoring).
+      workdir: run folder (config.json, checkpoints, TensorBoard, curves).
+      patch_paths: patch files (DESIGN §3 schema); may be empty with `real_dir`.
+      real_dir: optional real labeled folder (`images/`, `labels/`).
+      validation: 'synthetic' (default), 'labeled:<dir>' or 'none'.
+      rescore_with: exported discriminator to recompute the patches' weights with.
+      num_steps: training steps (default `config.task.train_steps`).
+      export_dir: model folder (default `<workdir>/export`).
+
+    Returns:
+      {"export": version folder, "selection": how the stopping point and thresholds were
+       chosen, "stain_target": (mean, std)}.
+    """
+
+    task, seed = config.task, config.runtime.seed
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json())
+    held_out = task.validation_fraction if validation == "synthetic" else 0.0
+    patches = (task_data.PatchFiles(patch_paths, held_out, task.max_validation_patches, seed)
+               if patch_paths else None)
+    if patches is not None and rescore_with:
+        patches.weights = rescore.rescore(patches, rescore_with, config.gan.importance_ratio,
+                                          config.gan.importance_clip)
+    real = task_data.LabeledImages(real_dir, min_size=task.crop_size) if real_dir else None
+    held = _validation_set(validation, patches)
+    target = _stain_target(patches, real, seed)
+    batches = task_data.TaskBatches(task, patches, real, seed, task.use_importance_weights)
+    trainer = TaskTrainer(config, workdir, batches, held)
+    selection = trainer.run(num_steps or task.train_steps)
+    mpp = _patch_file_mpp(patches, config.synthesis.mpp) if patches else config.synthesis.mpp
+    settings = export.inference_settings(config, target, selection, selection["thresholds"], mpp)
+    path = export.export_task_model(trainer.model, export_dir or workdir / "export", config,
+                                    settings)
+    logging.info("exported %s (selection %s)", path, selection)
+    return {"export": path, "selection": selection, "stain_target": target}
+
+
+def _stain_target(patches, real, seed):
+    """Pooled LAB statistics of the training tissue: patch references and real images."""
+    parts, counts = [], []
+    if patches is not None:
+        parts.append(stain_target.patch_file_target(patches, seed=seed))
+        counts.append(len(patches.train_rows))
+    if real is not None:
+        parts.append(stain_target.tissue_target(real.images))
+        counts.append(len(real))
+    return parts[0] if len(parts) == 1 else stain.pooled_stats(parts, counts)

@@ -1,0 +1,126 @@
+"""Held-out validation of the task net: the stopping point and the watershed thresholds.
+
+By default the held-out set is SYNTHETIC (patches of whole tissue tiles kept out of
+training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, and its name
+(`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
+held-out images, the marker watershed runs for every (seg, det) threshold pair of the
+config's grids, and the best pair's mean metric is that evaluation's score. The evaluation
+with the best score is the stopping point; its thresholds are exported.
+"""
+
+import dataclasses
+import itertools
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from simgan_histo.evaluation import metrics
+from simgan_histo.postprocess import watershed
+from simgan_histo.training import task_data
+from simgan_histo.training import task_loss
+
+
+@dataclasses.dataclass
+class ValidationSet:
+    """Held-out images with their bit masks and instance labels."""
+
+    name: str  # "synthetic" or "labeled:<dir>": recorded with the selection
+    images: List[np.ndarray]  # RGB uint8 (H, W, 3)
+    masks: List[np.ndarray]  # release bits (H, W)
+    labels: List[np.ndarray]  # instance ids (H, W)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def synthetic_validation(patches: task_data.PatchFiles) -> Optional[ValidationSet]:
+    """The held-out synthetic patches of `patches` (None if there are none)."""
+    if len(patches.validation_rows) == 0:
+        return None
+    data = patches.read(patches.validation_rows, ["image", "mask", "labels"])
+    return ValidationSet("synthetic", data["image"], data["mask"], data["labels"])
+
+
+def labeled_validation(folder) -> ValidationSet:
+    """A real `images/ labels/` folder as the validation set (named `labeled:<folder>`)."""
+    real = task_data.LabeledImages(folder)
+    return ValidationSet(f"labeled:{folder}", real.images, real.masks, real.labels)
+
+
+def pad_to_stride(image: np.ndarray, stride: int) -> np.ndarray:
+    """Reflect-pads the bottom and right so that H and W are multiples of `stride`."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    if pad_h == 0 and pad_w == 0:
+        return image
+    pad = ((0, pad_h), (0, pad_w)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, pad, mode="reflect" if min(height, width) > max(pad_h, pad_w)
+                  else "edge")
+
+
+def predict_maps(model, images: List[np.ndarray], stride: int) -> List[Dict[str, np.ndarray]]:
+    """Segmentation, detection (H, W) and logits (H, W, 2) of each image, cropped back."""
+    out = []
+    for image in images:
+        height, width = image.shape[:2]
+        batch = pad_to_stride(image, stride)[None].astype(np.float32) / 127.5 - 1.0
+        result = model(tf.constant(batch), training=False)
+        out.append({"segmentation": result["segmentation"].numpy()[0, :height, :width, 0],
+                    "detection": result["detection"].numpy()[0, :height, :width, 0],
+                    "logits": result["logits"].numpy()[0, :height, :width]})
+    return out
+
+
+def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet, config) -> float:
+    """Mean per-sample task loss (unweighted) of the held-out images."""
+    losses = []
+    for prediction, mask in zip(maps, validation.masks):
+        parts = task_loss.weighted_task_loss(
+            tf.constant(prediction["logits"][None]), tf.constant(mask[None]),
+            tf.ones([1]), config)
+        losses.append(float(parts["loss"]))
+    return float(np.mean(losses))
+
+
+def grid_search(maps, validation: ValidationSet, config) -> dict:
+    """Mean metrics of the watershed for every (seg, det) threshold pair; the best pair.
+
+    Returns:
+      {"thresholds": {seg_threshold, det_threshold}, "scores": mean metrics of the best pair,
+       "grid": [[seg, det, aji, dice_avg], ...]}; "best" is by `config.selection_metric`
+       (AJI when the selection metric is the loss).
+    """
+    key = "aji" if config.selection_metric == "loss" else config.selection_metric
+    base = watershed.Thresholds.from_task_config(config)
+    best, grid = None, []
+    for seg, det in itertools.product(config.seg_threshold_grid, config.det_threshold_grid):
+        thresholds = base.replace(seg_threshold=seg, det_threshold=det)
+        per_image = {}
+        for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
+            predicted = watershed.instances_from_maps(
+                prediction["segmentation"], prediction["detection"], thresholds)
+            per_image[str(index)] = metrics.image_metrics(truth.astype(np.int64),
+                                                          predicted.astype(np.int64))
+        mean = metrics.summarize(per_image)["mean"]
+        grid.append([seg, det, mean["aji"], mean["dice_avg"]])
+        if best is None or mean[key] > best["scores"][key]:
+            best = {"thresholds": {"seg_threshold": seg, "det_threshold": det}, "scores": mean}
+    best["grid"] = grid
+    return best
+
+
+def evaluate(model, validation: ValidationSet, config) -> dict:
+    """One evaluation: loss, best thresholds and their metrics, and the selection score.
+
+    The score is higher-is-better: the metric named by `config.selection_metric`, or minus
+    the validation loss.
+    """
+    maps = predict_maps(model, validation.images, config.stride)
+    result = grid_search(maps, validation, config)
+    result["loss"] = validation_loss(maps, validation, config)
+    if config.selection_metric == "loss":
+        result["score"] = -result["loss"]
+    else:
+        result["score"] = float(result["scores"][config.selection_metric])
+    return result
