@@ -317,7 +317,7 @@ class WsiConfig:
     mpp: Optional[float] = None  # override of the slide's µm/px; None = read it
     tile_size_px: int = 2048  # at processing resolution
     overlap_px: int = 128  # > the largest nucleus (StarDist/HoVer-Net convention)
-    stain_norm: str = "reinhard"  # or "none"
+    stain_norm: str = "auto"  # "reinhard", "none"; auto = as the model's inference.json
     thumbnail_mpp: float = 8.0  # tissue mask resolution
     # Tiles whose core holds no more tissue than this are skipped; 0 = any tissue, because a
     # sliver of tissue at a core's edge still holds nuclei.
@@ -339,7 +339,7 @@ class WsiConfig:
         _fraction(self, "min_tissue_fraction")
         if self.mpp is not None:
             _positive(self, "mpp")
-        _choice(self, "stain_norm", ("reinhard", "none"))
+        _choice(self, "stain_norm", ("auto", "reinhard", "none"))
         _choice(self, "engine", ("local", "dask"))
         # Keeps the core (tile - overlap - 2·context) wider than the overlap: less waste.
         needed = 2 * self.overlap_px + 2 * self.context_px

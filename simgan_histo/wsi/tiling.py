@@ -23,6 +23,8 @@ import dataclasses
 import math
 from typing import List, Tuple
 
+import numpy as np
+
 Box = Tuple[int, int, int, int]  # (x, y, width, height) in processing px
 
 
@@ -43,17 +45,17 @@ class Tile:
     def index(self) -> Tuple[int, int]:
         return self.row, self.col
 
-    def is_responsible(self, x: float, y: float) -> bool:
-        """True when (x, y) — a nucleus centroid, region px, corner frame — lies in this core.
+    def is_responsible(self, x, y):
+        """True where (x, y) — a nucleus centroid, region px, corner frame — lies in this core.
 
-        Half-open on interior edges; unbounded beyond the region's border.
+        Half-open on interior edges; unbounded beyond the region's border. Scalars give a
+        bool, arrays an elementwise bool array.
         """
         write_x, write_y, width, height = self.write
-        inside_x = ((self.first_col or x >= write_x)
-                    and (self.last_col or x < write_x + width))
-        inside_y = ((self.first_row or y >= write_y)
-                    and (self.last_row or y < write_y + height))
-        return inside_x and inside_y
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        inside = ((self.first_col | (x >= write_x)) & (self.last_col | (x < write_x + width))
+                  & (self.first_row | (y >= write_y)) & (self.last_row | (y < write_y + height)))
+        return bool(inside) if inside.ndim == 0 else inside
 
     def to_read_frame(self, x: float, y: float) -> Tuple[float, float]:
         """Region coordinates -> coordinates inside the read window."""

@@ -101,7 +101,7 @@ def otsu_tissue(rgb: np.ndarray, mask_mpp: float, min_area_um2: float,
         threshold = float(np.clip(filters.threshold_otsu(density), OD_MIN, OD_MAX))
     mask = density > threshold
     pixel_um2 = mask_mpp ** 2
-    mask = morphology.binary_closing(mask, morphology.disk(1))
+    mask = ndimage.binary_closing(mask, morphology.disk(1), border_value=0)
     min_px = max(1, int(round(min_area_um2 / pixel_um2)))
     mask = morphology.remove_small_objects(mask, max_size=min_px)
     mask = morphology.remove_small_holes(mask, max_size=int(MAX_HOLE_FACTOR * min_px))

@@ -1,0 +1,160 @@
+"""One tile's nuclei: instances → keep the tile's own (seams) → polygons and measurements at level 0.
+
+Frames. Processing px are level-0 px divided by `downsample` (= model mpp ÷ slide mpp). In the
+corner frame pixel (i, j) covers [i, i+1) × [j, j+1), so a corner-frame point p at processing
+resolution is p · downsample at level 0. Outline vertices are boundary-pixel centres
+(`postprocess.polygons`): index (c, r) → corner (c + 0.5, r + 0.5). Every coordinate a
+`NucleusTable` holds is level-0, corner frame (QuPath's); the TCGA CSV subtracts 0.5 to give
+the release's pixel-index frame.
+
+A nucleus is kept by the tile whose core holds its centroid (`tiling.Tile.is_responsible`)
+and only if the centroid lies in the tissue mask. Kept nuclei that touch the trusted border of
+the read window break the tiling assumption (nucleus larger than the overlap): they are kept,
+counted and reported, never silently cut.
+"""
+
+import dataclasses
+import uuid
+from typing import Dict, List, Optional
+
+import numpy as np
+import shapely
+from scipy import ndimage
+
+from simgan_histo.postprocess import morphometry, polygons as polygons_lib
+
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/simgan_histo/nuclei")
+COORD_DECIMALS = 3  # level-0 px; 1/1000 px is far below any scanner's precision
+
+
+@dataclasses.dataclass
+class NucleusTable:
+    """The nuclei a tile keeps, sorted by centroid (y, then x); level-0 corner frame.
+
+    Attributes:
+      ids: uuid5(slide name, centroid) strings.
+      polygons: (K, 2) float64 outline per nucleus, valid (shapely), not closed.
+      columns: `postprocess.morphometry` columns (area_px at processing resolution) plus
+        `centroid_x`, `centroid_y` (level-0 px), `area_um2`, `perimeter_um`.
+      tile: (row, col) of the tile that kept them.
+      stats: counters for the run report.
+    """
+
+    ids: List[str]
+    polygons: List[np.ndarray]
+    columns: Dict[str, np.ndarray]
+    tile: tuple = (0, 0)
+    stats: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def nucleus_id(slide_name: str, x: float, y: float) -> str:
+    """uuid5 of the slide and the level-0 centroid (0.01 px): stable across runs and engines."""
+    return str(uuid.uuid5(NAMESPACE, f"{slide_name}:{x:.2f}:{y:.2f}"))
+
+
+def valid_outline(points: np.ndarray) -> Optional[np.ndarray]:
+    """`points` as a shapely-valid polygon ring (largest part if it must be repaired), or None.
+
+    Contour tracing can produce zero-width spurs and self-touching rings; `make_valid` splits
+    them and we keep the largest polygon, as `instance_polygons` keeps the largest piece.
+    """
+    points = np.round(np.asarray(points, np.float64), COORD_DECIMALS)
+    if len(np.unique(points, axis=0)) < 3:
+        return None
+    polygon = shapely.Polygon(points)
+    if polygon.is_valid and polygon.area > 0:
+        return points
+    repaired = shapely.make_valid(polygon)
+    parts = [g for g in getattr(repaired, "geoms", [repaired]) if g.geom_type == "Polygon"]
+    parts += [p for g in getattr(repaired, "geoms", []) if g.geom_type == "MultiPolygon"
+              for p in g.geoms]
+    if not parts:
+        return None
+    largest = max(parts, key=lambda p: p.area)
+    ring = np.round(np.asarray(largest.exterior.coords)[:-1], COORD_DECIMALS)
+    return ring if shapely.Polygon(ring).is_valid and largest.area > 0 else None
+
+
+def _owned_ids(labels: np.ndarray, tile, tissue, read_origin, downsample: float):
+    """Ids whose centroid the tile owns and the tissue mask holds; also the counts dropped."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return ids, 0
+    centres = np.asarray(ndimage.center_of_mass(np.ones_like(labels), labels, ids))
+    region_x = centres[:, 1] + 0.5 + tile.read[0]  # corner frame, region px
+    region_y = centres[:, 0] + 0.5 + tile.read[1]
+    owned = tile.is_responsible(region_x, region_y)
+    level0_x = (region_x + read_origin[0]) * downsample
+    level0_y = (region_y + read_origin[1]) * downsample
+    in_tissue = tissue.contains(level0_x, level0_y) if tissue is not None else True
+    keep = owned & in_tissue
+    return ids[keep], int((owned & ~in_tissue).sum())
+
+
+def _touches_border(labels: np.ndarray, margin: int) -> np.ndarray:
+    """Ids with a pixel within `margin` px of the read window's edge."""
+    border = np.ones(labels.shape, bool)
+    border[margin:labels.shape[0] - margin, margin:labels.shape[1] - margin] = False
+    return np.unique(labels[border & (labels > 0)])
+
+
+def tile_nuclei(labels: np.ndarray, rgb: np.ndarray, segmentation: np.ndarray, tile,
+                region_origin, downsample: float, model_mpp: float, slide_name: str,
+                tissue=None, context_px: int = 0) -> NucleusTable:
+    """The nuclei tile `tile` is responsible for, in level-0 coordinates.
+
+    Args:
+      labels: (H, W) instance ids over the tile's read window (processing px).
+      rgb: (H, W, 3) the (normalised) pixels the model saw, for the H/E means.
+      segmentation: (H, W) segmentation probability, for the mean probability.
+      tile: the `tiling.Tile` (read/write windows in region px).
+      region_origin: (x, y) of the region's corner, processing px of the whole slide.
+      downsample: level-0 px per processing px.
+      model_mpp: µm per processing px.
+      slide_name: for the nucleus ids.
+      tissue: a `tissue.TissueMask` (None: keep nuclei anywhere).
+      context_px: the read window's untrusted border.
+    """
+    keep, outside = _owned_ids(labels, tile, tissue, region_origin, downsample)
+    lookup = np.zeros(int(labels.max()) + 1, labels.dtype)
+    lookup[keep] = keep
+    labels = lookup[labels]
+    cut = np.intersect1d(_touches_border(labels, context_px), keep)
+    origin_x = tile.read[0] + region_origin[0]  # read window corner, slide processing px
+    origin_y = tile.read[1] + region_origin[1]
+    local = polygons_lib.instance_polygons(labels)
+    # Vertex index (c, r) -> corner frame (c + 0.5, r + 0.5) -> level 0 (× downsample).
+    outlines = {key: (points + (origin_x + 0.5, origin_y + 0.5)) * downsample
+                for key, points in local.items()}
+    columns = morphometry.measure_nuclei(labels, rgb, segmentation, mpp=model_mpp,
+                                         polygons=local)
+    columns["centroid_x"] = (columns["centroid_x"] + 0.5 + origin_x) * downsample
+    columns["centroid_y"] = (columns["centroid_y"] + 0.5 + origin_y) * downsample
+    return _finish(columns, outlines, slide_name, tile, dict(
+        nuclei_outside_tissue=outside, nuclei_touching_read_edge=len(cut)))
+
+
+def _finish(columns, outlines, slide_name, tile, stats) -> NucleusTable:
+    """Validates outlines, drops the unrepairable, sorts by centroid, assigns ids."""
+    rings, good = [], np.ones(len(columns["label"]), bool)
+    repaired = 0
+    for row, instance_id in enumerate(columns["label"]):
+        points = outlines.get(int(instance_id))
+        ring = valid_outline(points) if points is not None else None
+        good[row] = ring is not None
+        if ring is not None:
+            repaired += int(len(ring) != len(points) or not np.allclose(
+                ring, np.round(points, COORD_DECIMALS)))
+            rings.append(ring)
+    columns = {name: np.asarray(values)[good] for name, values in columns.items()}
+    order = np.lexsort((columns["centroid_x"], columns["centroid_y"]))
+    columns = {name: values[order] for name, values in columns.items()}
+    rings = [rings[i] for i in order]
+    ids = [nucleus_id(slide_name, x, y)
+           for x, y in zip(columns["centroid_x"], columns["centroid_y"])]
+    stats = dict(stats, polygons_repaired=repaired, polygons_dropped=int((~good).sum()))
+    return NucleusTable(ids, rings, columns, tile=tile.index, stats=stats)
