@@ -11,3 +11,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
+
+
+def load(path, **overrides):
+    """Loads an exported task model: `simgan_histo.load(dir).predict_instances(rgb, mpp=...)`.
+
+    See `simgan_histo.api.load` for the arguments. TensorFlow is imported here, on first use,
+    not when the package is imported.
+    """
+    from simgan_histo import api  # pylint: disable=import-outside-toplevel
+
+    return api.load(path, **overrides)

@@ -24,6 +24,8 @@ from skimage import segmentation as sk_segmentation
 from simgan_histo import stain
 from simgan_histo.postprocess import watershed
 
+DEFAULT_MPP = 0.25  # MoNuSeg and the release work at 40× ≈ 0.25 µm/px
+
 
 @dataclasses.dataclass(frozen=True)
 class ClassicalConfig:
@@ -61,7 +63,7 @@ def foreground(rgb: np.ndarray, mpp: float, config: ClassicalConfig) -> np.ndarr
     return keep[components]
 
 
-def segment(rgb: np.ndarray, mpp: float = 0.25,
+def segment(rgb: np.ndarray, mpp: float = DEFAULT_MPP,
             config: ClassicalConfig = ClassicalConfig()) -> np.ndarray:
     """Instance labels of the nuclei in an H&E image by the classical pipeline.
 
