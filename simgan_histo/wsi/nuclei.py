@@ -96,7 +96,8 @@ def _owned_ids(labels: np.ndarray, tile, tissue, read_origin, downsample: float)
 
 
 def _touches_border(labels: np.ndarray, margin: int) -> np.ndarray:
-    """Ids with a pixel within `margin` px of the read window's edge."""
+    """Ids with a pixel within `margin` (at least 1) px of the read window's edge."""
+    margin = max(1, margin)
     border = np.ones(labels.shape, bool)
     border[margin:labels.shape[0] - margin, margin:labels.shape[1] - margin] = False
     return np.unique(labels[border & (labels > 0)])

@@ -278,7 +278,7 @@ def segment_slide(path, model, out_dir, config, mask_dir=None,
                 output.abort()
             raise
         report = build_report(slide, plan, model, tissue, stain_pair, config, totals, timer,
-                              started, written)
+                              started, written + [paths.report])
     writers.atomic_write_json(paths.report, report)
     logging.info("%s: %d nuclei, %.2f mm² tissue, %.2f MP/s", plan.name, report["nuclei"],
                  report["tissue_mm2"], report["mp_per_s"])
