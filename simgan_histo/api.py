@@ -108,11 +108,16 @@ def check_rgb(rgb: np.ndarray, name: str = "image") -> np.ndarray:
     return rgb
 
 
-def _windows(length: int, tile: int, overlap: int):
-    """[(start, core_start, core_end)] along one axis; cores partition [0, length)."""
+def _windows(length: int, tile: int, overlap: int, stride: int = 1):
+    """[(start, core_start, core_end)] along one axis; cores partition [0, length).
+
+    Starts are multiples of `stride` (as are `length` and `tile`), so every window sees the
+    net's pooling grid where the whole image would: only the receptive field at window
+    edges, kept out of the cores by the overlap, can differ.
+    """
     if length <= tile:
         return [(0, 0, length)]
-    step = tile - overlap
+    step = max((tile - overlap) // stride * stride, stride)
     starts = list(range(0, length - tile, step)) + [length - tile]
     # Each window answers for the part where it is the most central: cut at the midpoints.
     cuts = [0] + [(starts[i] + tile + starts[i + 1]) // 2 for i in range(len(starts) - 1)]
@@ -169,8 +174,8 @@ class NucleusModel:
                         mode="symmetric")
         out = np.zeros((2,) + padded.shape[:2], np.float32)
         tile, overlap = self.settings.tile_size_px, self.settings.overlap_px
-        for y0, core_y0, core_y1 in _windows(padded.shape[0], tile, overlap):
-            for x0, core_x0, core_x1 in _windows(padded.shape[1], tile, overlap):
+        for y0, core_y0, core_y1 in _windows(padded.shape[0], tile, overlap, stride):
+            for x0, core_x0, core_x1 in _windows(padded.shape[1], tile, overlap, stride):
                 window = padded[y0:y0 + tile, x0:x0 + tile].astype(np.float32)[None]
                 outputs = self.serve(window)
                 for channel, key in enumerate(("segmentation", "detection")):

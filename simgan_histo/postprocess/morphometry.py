@@ -44,15 +44,17 @@ def _moments(labels: np.ndarray, ids: np.ndarray):
     size = int(ids.max()) + 1 if len(ids) else 1
 
     def total(weights=None):
-        return np.bincount(owner, weights=weights, minlength=size)[ids]
+        return np.bincount(owner, weights=weights, minlength=size)
 
     area = total()
-    cy, cx = total(rows) / area, total(cols) / area
-    # Central moments as skimage computes them (pixels as points), so eccentricities agree.
-    mu_rr = total(rows.astype(np.float64) ** 2) / area - cy ** 2
-    mu_cc = total(cols.astype(np.float64) ** 2) / area - cx ** 2
-    mu_rc = total(rows.astype(np.float64) * cols) / area - cy * cx
-    return area, cx, cy, mu_rr, mu_cc, mu_rc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy, cx = total(rows) / area, total(cols) / area
+    # Central moments from centred coordinates (not E[x²] − E[x]², which cancels badly),
+    # with pixels as points like skimage's, so eccentricities agree.
+    d_row, d_col = rows - cy[owner], cols - cx[owner]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu_rr, mu_cc, mu_rc = (total(w) / area for w in (d_row ** 2, d_col ** 2, d_row * d_col))
+    return tuple(v[ids] for v in (area, cx, cy, mu_rr, mu_cc, mu_rc))
 
 
 def _eccentricity(mu_rr, mu_cc, mu_rc) -> np.ndarray:
