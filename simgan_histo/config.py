@@ -472,7 +472,8 @@ def cpu_small() -> Config:
     return Config(
         preset="cpu_small",
         synthesis=SynthesisConfig(patch_size=128),
-        refiner=RefinerConfig(filters=32, num_blocks=3, kernel_size=3, reference=small_reference),
+        # 24 channels keep a joint iteration at 0.27 TFLOP (benchmarks/model_flops.py; 32: 0.33).
+        refiner=RefinerConfig(filters=24, num_blocks=3, kernel_size=3, reference=small_reference),
         discriminator=DiscriminatorConfig(
             first_filters=32, stage_filters=(32, 48, 64), stage_convs=(1, 1, 1),
             stage_pools=(2, 2, 2), head_filters=(64,), head_kernel_sizes=(3,), kernel_size=3,
