@@ -20,6 +20,7 @@ labelled reductions and numpy lookup tables.
 import dataclasses
 from typing import Optional
 
+import cv2
 import numpy as np
 from scipy import ndimage
 from skimage import segmentation as sk_segmentation
@@ -111,42 +112,57 @@ def _recalled_seeds(seg: np.ndarray, foreground: np.ndarray, seeds: np.ndarray,
     seeded = np.zeros(count + 1, bool)
     seeded[components[seeds[:, 0], seeds[:, 1]]] = True
     areas = np.bincount(components.ravel(), minlength=count + 1)
-    missing = np.nonzero(~seeded & (areas < max_area_px))[0]
-    missing = missing[missing > 0]
-    if len(missing) == 0:
+    wanted = ~seeded & (areas < max_area_px)
+    wanted[0] = False
+    pixels = np.flatnonzero(wanted[components])
+    if len(pixels) == 0:
         return np.zeros((0, 2), np.int64)
-    positions = ndimage.maximum_position(seg, components, missing)
-    return np.asarray(positions, np.int64).reshape(-1, 2)
+    owner = components.ravel()[pixels]
+    # Per component, the pixel of highest probability (first in raster order on ties).
+    order = np.lexsort((-seg.ravel()[pixels], owner))
+    first = np.ones(len(order), bool)
+    first[1:] = owner[order][1:] != owner[order][:-1]
+    return np.stack(np.unravel_index(pixels[order[first]], seg.shape), axis=1)
 
 
 def _markers(shape, seeds: np.ndarray) -> np.ndarray:
     """Release: markers = label(dilate(seeds, 3×3)); seeds closer than 3 px merge."""
-    points = np.zeros(shape, bool)
-    points[seeds[:, 0], seeds[:, 1]] = True
-    markers, _ = ndimage.label(ndimage.binary_dilation(points, _EIGHT), structure=_EIGHT)
+    points = np.zeros(shape, np.uint8)
+    points[seeds[:, 0], seeds[:, 1]] = 1
+    markers, _ = ndimage.label(cv2.dilate(points, np.ones((3, 3), np.uint8)), structure=_EIGHT)
     return markers
 
 
 def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
     """Fills every hole that lies wholly inside one instance with that instance's id.
 
-    A hole of the union of all instances is assigned only if every labelled pixel around it
-    belongs to the same instance; gaps enclosed by several touching nuclei stay background,
-    as with the release's per-nucleus `binary_fill_holes`.
+    A hole (a 4-connected background region off the image border) is filled only if every
+    pixel around it belongs to the same instance; gaps enclosed by several touching nuclei
+    stay background, as with the release's per-nucleus `binary_fill_holes`.
     """
-    holes = ndimage.binary_fill_holes(labels > 0) & (labels == 0)
-    if not holes.any():
+    background, count = ndimage.label(labels == 0)
+    if count == 0:
         return labels
-    hole_ids, count = ndimage.label(holes, structure=_EIGHT)
-    # Each labelled pixel next to a hole gets that hole's id (holes never touch each other).
-    ring_owner = ndimage.grey_dilation(hole_ids, footprint=_EIGHT) * (labels > 0)
-    index = np.arange(1, count + 1)
-    low = np.asarray(ndimage.minimum(labels, ring_owner, index))
-    high = np.asarray(ndimage.maximum(labels, ring_owner, index))
-    fill = np.zeros(count + 1, labels.dtype)
-    fill[1:] = np.where(low == high, high, 0)
+    is_hole = np.ones(count + 1, bool)
+    is_hole[0] = False
+    is_hole[np.concatenate([background[0], background[-1], background[:, 0],
+                            background[:, -1]])] = False
+    hole_pixels = np.flatnonzero(is_hole[background])
+    if len(hole_pixels) == 0:
+        return labels
+    rows, cols = np.unravel_index(hole_pixels, labels.shape)
+    owner = background[rows, cols]
+    # A hole's 4-neighbours are hole pixels or instance pixels (holes never touch the border).
+    low = np.full(count + 1, np.iinfo(np.int64).max)
+    high = np.zeros(count + 1, np.int64)
+    for d_row, d_col in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        around = labels[rows + d_row, cols + d_col].astype(np.int64)
+        rim = around > 0
+        np.minimum.at(low, owner[rim], around[rim])
+        np.maximum.at(high, owner[rim], around[rim])
+    fill = np.where(low == high, high, 0).astype(labels.dtype)
     out = labels.copy()
-    out[holes] = fill[hole_ids[holes]]
+    out.ravel()[hole_pixels] = fill[owner]
     return out
 
 
