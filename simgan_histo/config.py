@@ -77,14 +77,28 @@ class SynthesisConfig:
     color_jitter: float = 0.10  # aug_color magnitude (release)
     hematoxylin_shift_max: float = 0.04  # add_h_color: H += U(0, this) (release)
     texture_gain: float = 1.3  # eosin texture scale (release)
+    stain_scale_jitter: float = 0.10  # H and E × U(1 ± this) per patch (DESIGN §7; Tellez 2018)
+    inpaint_closing_px: int = 5  # close the super-segmentation (0 = release; DESIGN §7)
+    inpaint_fill_holes_px: int = 2500  # fill its enclosed holes up to this area: pale nuclei
+    tissue_std_threshold: float = 8.0  # release cyto_mask: block colour std >= 8
+    min_tissue_fraction: float = 0.25  # tiles with less tissue are rejected ("no_tissue")
+    source_tile_px: int = 1000  # slides are cut into tiles of this side at `mpp` (release: >1000²)
+    max_tiles_per_slide: int = 32  # the most tissue-rich tiles of one slide, at most
 
     def __post_init__(self):
         _positive(self, "patch_size", "mpp", "min_nucleus_area_px", "placement_tries",
                   "density_divisor", "inpaint_radius", "texture_gain")
         _non_negative(self, "margin_px", "overlap_redraws", "count_sd", "count_max",
                       "size_bias_sd", "speckle_max", "pale_blob_max", "color_jitter",
-                      "hematoxylin_shift_max")
-        _fraction(self, "quad_inset_fraction", "max_overlap", "empty_patch_probability")
+                      "hematoxylin_shift_max", "stain_scale_jitter", "inpaint_closing_px",
+                      "inpaint_fill_holes_px", "tissue_std_threshold")
+        _positive(self, "source_tile_px", "max_tiles_per_slide")
+        _fraction(self, "quad_inset_fraction", "max_overlap", "empty_patch_probability",
+                  "min_tissue_fraction")
+        _require(self.stain_scale_jitter < 1.0, "SynthesisConfig.stain_scale_jitter",
+                 self.stain_scale_jitter, "< 1")
+        _require(self.source_tile_px >= 2 * self.patch_size, "SynthesisConfig.source_tile_px",
+                 self.source_tile_px, f">= 2 × patch_size ({2 * self.patch_size})")
         _require(self.patch_size >= 32, "SynthesisConfig.patch_size", self.patch_size, ">= 32")
         for name in ("nucleus_radius_range", "vertices_range"):
             low, high = getattr(self, name)
@@ -471,7 +485,11 @@ def cpu_small() -> Config:
                                             kernel_size=3, padding="same")
     return Config(
         preset="cpu_small",
-        synthesis=SynthesisConfig(patch_size=128),
+        # Nuclei sized and counted like MoNuSeg train tissue at 40× (median area ≈ 290 px,
+        # ≈ 25 per 200²); the release's sizes give ≈ 2.3× larger nuclei (BENCHMARKS.md).
+        synthesis=SynthesisConfig(patch_size=128, nucleus_radius_range=(6.0, 10.0),
+                                  size_bias_mean=(1.0, 0.06), size_bias_sd=0.2,
+                                  count_mean=(20.0, 17.5), count_sd=30.0),
         # 24 channels keep a joint iteration at 0.27 TFLOP (benchmarks/model_flops.py; 32: 0.33).
         refiner=RefinerConfig(filters=24, num_blocks=3, kernel_size=3, reference=small_reference),
         discriminator=DiscriminatorConfig(

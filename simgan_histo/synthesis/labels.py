@@ -1,0 +1,75 @@
+"""Label encodings of a synthetic patch: instance-id map and the release's bit mask.
+
+Bits (release label PNG): 1 nucleus, 2 contour (the one-pixel ring *outside* the nuclei, the
+release's Sobel edge of the mask), 4 centroid (one pixel at the centre of each nucleus'
+bounding box). Real MoNuSeg-style masks use only bits 1 and 4. Overlapping nuclei keep
+separate ids in the instance map (the later one is drawn on top); the bits, like the
+release's, see only their union.
+"""
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from simgan_histo import patch_file
+
+_RING = np.ones((3, 3), np.uint8)
+_SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point vertices: 1/16 px
+
+
+def rasterise(vertices: np.ndarray, size: int) -> np.ndarray:
+    """Instance map (size, size) uint16 with polygon k filled with id k + 1, in order."""
+    labels = np.zeros((size, size), np.uint16)
+    scaled = np.round(vertices * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    for index, polygon in enumerate(scaled):
+        cv2.fillPoly(labels, [polygon], index + 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    return labels
+
+
+def fill_union(vertices: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (size, size) mask, 1 inside any of the polygons (one fillPoly call)."""
+    mask = np.zeros((size, size), np.uint8)
+    if len(vertices):
+        scaled = np.round(vertices * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+        cv2.fillPoly(mask, list(scaled), 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    return mask
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Renumbers the ids present to 1..K in increasing order (0 stays 0); a contiguous copy."""
+    present = np.bincount(labels.ravel())
+    present[0] = 0
+    ids = np.flatnonzero(present)
+    if len(ids) == len(present) - 1:  # already 1..K: skip the (slow) lookup
+        return np.ascontiguousarray(labels)
+    lookup = np.zeros(len(present), labels.dtype)
+    lookup[ids] = np.arange(1, len(ids) + 1, dtype=labels.dtype)
+    return lookup[labels]
+
+
+def bbox_centres(labels: np.ndarray) -> np.ndarray:
+    """(K, 2) row, col of each id's bounding-box centre (ids 1..max; absent ids skipped)."""
+    centres = []
+    for box in ndimage.find_objects(labels):
+        if box is not None:
+            centres.append(((box[0].start + box[0].stop - 1) // 2,
+                            (box[1].start + box[1].stop - 1) // 2))
+    return np.asarray(centres, np.int64).reshape(-1, 2)
+
+
+def labels_to_mask(labels: np.ndarray) -> np.ndarray:
+    """The release's bit mask (uint8: 1 nucleus, 2 outer contour, 4 bbox centroid)."""
+    nucleus = (labels > 0).astype(np.uint8)
+    contour = cv2.dilate(nucleus, _RING) & (1 - nucleus)
+    mask = nucleus * patch_file.MASK_NUCLEUS + contour * patch_file.MASK_CONTOUR
+    centres = bbox_centres(labels)
+    if len(centres):
+        mask[centres[:, 0], centres[:, 1]] |= patch_file.MASK_CENTROID
+    return mask.astype(np.uint8)
+
+
+def mask_to_labels(mask: np.ndarray) -> np.ndarray:
+    """Instance ids from the nucleus bit: 8-connected components (touching nuclei merge)."""
+    nucleus = (np.asarray(mask) & patch_file.MASK_NUCLEUS).astype(np.uint8)
+    _, labels = cv2.connectedComponents(nucleus, connectivity=8, ltype=cv2.CV_32S)
+    return labels.astype(np.uint16)
