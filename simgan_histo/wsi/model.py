@@ -61,40 +61,40 @@ class SegmentationModel:
         return segmentation, detection
 
 
-def _stain_target(settings: dict) -> Optional[stain.Stats]:
-    norm = settings.get("stain_norm") or {}
-    if norm.get("method") == "reinhard":
-        return stain.stats_from_json(norm)
-    return None
+def from_api(nucleus_model, info: Optional[dict] = None) -> SegmentationModel:
+    """The Python API's model (`simgan_histo.load(dir)`, an `api.NucleusModel`).
 
-
-def _thresholds(settings: dict) -> watershed.Thresholds:
-    return watershed.Thresholds.from_json(settings.get("thresholds") or {})
-
-
-def from_export(path, thresholds: Optional[watershed.Thresholds] = None) -> SegmentationModel:
-    """The exported SavedModel at `path` (`<dir>` = newest version, or `<dir>/<version>`).
-
-    Settings (mpp, stride, stain target, watershed thresholds) come from its
-    `assets/inference.json`; `thresholds` overrides the stored ones.
+    Its settings (µm/px, stride, Reinhard target, watershed thresholds) are used as loaded;
+    its own per-image normalisation and windowing are not: the slide path normalises with
+    per-slide statistics and tiles the slide itself.
     """
-    from simgan_histo.training import export  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    version_dir = export.resolve_export_dir(path)
-    settings = export.load_inference_json(version_dir)
-    serve = export.load_serving_function(version_dir)
+    settings = nucleus_model.settings
 
     def predict_maps(batch: np.ndarray) -> Maps:
-        outputs = serve(image=tf.constant(np.asarray(batch, np.float32)))
-        return outputs["segmentation"].numpy(), outputs["detection"].numpy()
+        outputs = nucleus_model.serve(np.asarray(batch, np.float32))
+        return outputs["segmentation"], outputs["detection"]
 
-    thresholds = thresholds or _thresholds(settings)
+    info = dict(info or {}, thresholds=settings.thresholds.to_json())
     return SegmentationModel(
-        predict_maps=predict_maps, mpp=float(settings["mpp"]),
-        stride=int(settings.get("stride", 1)), stain_target=_stain_target(settings),
-        instances=functools.partial(watershed.instances_from_maps, thresholds=thresholds),
-        name=str(version_dir), info=dict(settings, thresholds=thresholds.to_json()))
+        predict_maps=predict_maps, mpp=settings.mpp, stride=settings.stride,
+        stain_target=settings.stain_target,
+        instances=functools.partial(watershed.instances_from_maps,
+                                    thresholds=settings.thresholds),
+        name=nucleus_model.name, info=info)
+
+
+def from_export(path, thresholds: Optional[dict] = None) -> SegmentationModel:
+    """The exported SavedModel at `path` (`<dir>` = newest version, or `<dir>/<version>`).
+
+    Settings come from its `assets/inference.json` (through `simgan_histo.api.load`);
+    `thresholds` (e.g. {"seg_threshold": 0.4}) overrides the stored watershed values.
+    """
+    # pylint: disable=import-outside-toplevel
+    from simgan_histo import api
+    from simgan_histo.training import export
+
+    loaded = api.load(path, thresholds=thresholds)
+    return from_api(loaded, info=export.load_inference_json(path))
 
 
 def from_callable(predict_maps: Callable[[np.ndarray], Maps], mpp: float, *, stride: int = 1,
@@ -105,3 +105,35 @@ def from_callable(predict_maps: Callable[[np.ndarray], Maps], mpp: float, *, str
     return SegmentationModel(predict_maps=predict_maps, mpp=mpp, stride=stride,
                              stain_target=stain_target,
                              instances=instances or watershed.instances_from_maps, name=name)
+
+
+HEMATOXYLIN_THRESHOLD = 0.045  # H optical density: about the Otsu split of MoNuSeg *train* images
+
+
+def hematoxylin_maps(batch: np.ndarray) -> Maps:
+    """A training-free stand-in for a task net: fixed-threshold hematoxylin + depth detection.
+
+    Segmentation = sigmoid of the smoothed hematoxylin density around a fixed threshold;
+    detection = depth inside that foreground (distance to its edge, 3 px -> 0, 6 px -> 1).
+    Every output pixel depends only on a neighbourhood about a nucleus wide, so tiled and
+    whole-image runs agree: it checks the slide path (parity, seams) when no trained export
+    exists. It is not a method to segment with.
+    """
+    # pylint: disable=import-outside-toplevel
+    import cv2
+    from scipy import ndimage
+
+    segmentation = np.empty(batch.shape[:3], np.float32)
+    detection = np.empty(batch.shape[:3], np.float32)
+    for index, rgb in enumerate(np.asarray(batch, np.uint8)):
+        hematoxylin = cv2.GaussianBlur(stain.hed(rgb)[..., 0], (0, 0), 1.0)
+        segmentation[index] = 1.0 / (1.0 + np.exp(-(hematoxylin - HEMATOXYLIN_THRESHOLD) / 0.008))
+        depth = ndimage.distance_transform_edt(segmentation[index] > 0.5)
+        detection[index] = np.clip((depth - 3.0) / 3.0, 0.0, 1.0)
+    return segmentation, detection
+
+
+def stand_in_model(mpp: float = 0.25) -> SegmentationModel:
+    """`hematoxylin_maps` with the release's watershed, at `mpp` (MoNuSeg: 0.25)."""
+    return SegmentationModel(predict_maps=hematoxylin_maps, mpp=mpp, name="hematoxylin-stand-in",
+                             info={"note": "training-free stand-in (model.hematoxylin_maps)"})

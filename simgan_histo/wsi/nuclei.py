@@ -19,7 +19,6 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import shapely
-from scipy import ndimage
 
 from simgan_histo.postprocess import morphometry, polygons as polygons_lib
 
@@ -55,38 +54,51 @@ def nucleus_id(slide_name: str, x: float, y: float) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{slide_name}:{x:.2f}:{y:.2f}"))
 
 
-def valid_outline(points: np.ndarray) -> Optional[np.ndarray]:
-    """`points` as a shapely-valid polygon ring (largest part if it must be repaired), or None.
+def valid_outlines(outlines: List[np.ndarray]) -> List[Optional[np.ndarray]]:
+    """Each outline as a shapely-valid polygon ring (None if nothing valid remains).
 
-    Contour tracing can produce zero-width spurs and self-touching rings; `make_valid` splits
-    them and we keep the largest polygon, as `instance_polygons` keeps the largest piece.
+    Contour tracing yields zero-width spurs and self-touching rings where a nucleus has a
+    one-pixel neck; GEOS `make_valid` ("structure") splits those and we keep the largest
+    polygon, as `instance_polygons` keeps an instance's largest piece. Vectorised: only the
+    invalid rings are handled one by one.
     """
-    points = np.round(np.asarray(points, np.float64), COORD_DECIMALS)
-    if len(np.unique(points, axis=0)) < 3:
-        return None
-    polygon = shapely.Polygon(points)
-    if polygon.is_valid and polygon.area > 0:
-        return points
-    repaired = shapely.make_valid(polygon)
-    parts = [g for g in getattr(repaired, "geoms", [repaired]) if g.geom_type == "Polygon"]
-    parts += [p for g in getattr(repaired, "geoms", []) if g.geom_type == "MultiPolygon"
-              for p in g.geoms]
-    if not parts:
-        return None
-    largest = max(parts, key=lambda p: p.area)
-    ring = np.round(np.asarray(largest.exterior.coords)[:-1], COORD_DECIMALS)
-    return ring if shapely.Polygon(ring).is_valid and largest.area > 0 else None
+    rounded = [np.round(np.asarray(points, np.float64), COORD_DECIMALS) for points in outlines]
+    result: List[Optional[np.ndarray]] = [None] * len(rounded)
+    usable = [i for i, points in enumerate(rounded) if len(points) >= 3]
+    if not usable:
+        return result
+    counts = [len(rounded[i]) for i in usable]
+    rings = shapely.linearrings(np.concatenate([rounded[i] for i in usable]),
+                                indices=np.repeat(np.arange(len(usable)), counts))
+    polygons = shapely.polygons(rings)
+    valid = shapely.is_valid(polygons) & (shapely.area(polygons) > 0)
+    for position, index in enumerate(usable):
+        if valid[position]:
+            result[index] = rounded[index]
+    invalid = np.nonzero(~valid)[0]
+    repaired = shapely.make_valid(polygons[invalid], method="structure", keep_collapsed=False)
+    for position, geometry in zip(invalid, repaired):
+        parts = [part for part in shapely.get_parts(geometry) if part.geom_type == "Polygon"]
+        if parts:
+            largest = max(parts, key=lambda part: part.area)
+            ring = np.round(np.asarray(largest.exterior.coords)[:-1], COORD_DECIMALS)
+            if len(ring) >= 3 and shapely.Polygon(ring).is_valid:
+                result[usable[position]] = ring
+    return result
 
 
 def _owned_ids(labels: np.ndarray, tile, tissue, read_origin, downsample: float):
     """Ids whose centroid the tile owns and the tissue mask holds; also the counts dropped."""
-    ids = np.unique(labels)
+    rows, cols = np.nonzero(labels)
+    owner = labels[rows, cols].astype(np.int64)
+    area = np.bincount(owner)
+    ids = np.nonzero(area)[0]
     ids = ids[ids > 0]
     if len(ids) == 0:
         return ids, 0
-    centres = np.asarray(ndimage.center_of_mass(np.ones_like(labels), labels, ids))
-    region_x = centres[:, 1] + 0.5 + tile.read[0]  # corner frame, region px
-    region_y = centres[:, 0] + 0.5 + tile.read[1]
+    # Centroids as the mean pixel index, then the corner frame (+0.5), region px.
+    region_x = np.bincount(owner, cols)[ids] / area[ids] + 0.5 + tile.read[0]
+    region_y = np.bincount(owner, rows)[ids] / area[ids] + 0.5 + tile.read[1]
     owned = tile.is_responsible(region_x, region_y)
     level0_x = (region_x + read_origin[0]) * downsample
     level0_y = (region_y + read_origin[1]) * downsample
@@ -141,17 +153,13 @@ def tile_nuclei(labels: np.ndarray, rgb: np.ndarray, segmentation: np.ndarray, t
 
 def _finish(columns, outlines, slide_name, tile, stats) -> NucleusTable:
     """Validates outlines, drops the unrepairable, sorts by centroid, assigns ids."""
-    rings, good = [], np.ones(len(columns["label"]), bool)
-    repaired = 0
-    for row, instance_id in enumerate(columns["label"]):
-        points = outlines.get(int(instance_id))
-        ring = valid_outline(points) if points is not None else None
-        good[row] = ring is not None
-        if ring is not None:
-            repaired += int(len(ring) != len(points) or not np.allclose(
-                ring, np.round(points, COORD_DECIMALS)))
-            rings.append(ring)
+    traced = [outlines.get(int(instance_id)) for instance_id in columns["label"]]
+    rings = valid_outlines([np.zeros((0, 2)) if t is None else t for t in traced])
+    good = np.array([ring is not None for ring in rings], bool)
+    repaired = sum(1 for ring, points in zip(rings, traced) if ring is not None and (
+        len(ring) != len(points) or not np.allclose(ring, points, atol=10 ** -COORD_DECIMALS)))
     columns = {name: np.asarray(values)[good] for name, values in columns.items()}
+    rings = [ring for ring in rings if ring is not None]
     order = np.lexsort((columns["centroid_x"], columns["centroid_y"]))
     columns = {name: values[order] for name, values in columns.items()}
     rings = [rings[i] for i in order]

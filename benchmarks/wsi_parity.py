@@ -1,0 +1,124 @@
+"""Parity: the whole-slide path keeps the image path's accuracy on the 14 MoNuSeg test images.
+
+Usage: python benchmarks/wsi_parity.py [--model=runs/<run>/export] [--work=/tmp/wsi_parity]
+
+The 14 test images go into a 4-column mosaic with white gutters, written as OpenSlide-readable
+pyramids (JPEG tiles, Aperio-style) at 0.25 µm/px and as a 2× downsampled copy at 0.5 µm/px.
+Each is segmented by `segment.segment_slide` (default tiles: 2048 px, 128 px overlap, so seams
+cross images), the GeoJSON is rasterised back onto each image's 0.25-µm frame and scored
+against the ground truth. The reference is the same model on each image directly
+(`simgan_histo.load(...).predict_labels(rgb, mpp=0.25)`, what predict.py runs). Pass: Dice-avg
+and AJI within 0.01 of the reference at 0.25 µm/px, within 0.03 for the 0.5 µm/px copy.
+
+Model: --model, else the newest export under runs/, else the training-free stand-in
+(`wsi.model.stand_in_model`); the JSON names which. Last stdout line: one JSON object.
+"""
+
+import json
+import pathlib
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, ".")  # run from the checkout
+
+from simgan_histo import config as config_lib  # noqa: E402
+from simgan_histo.evaluation import metrics  # noqa: E402
+from simgan_histo.wsi import model as model_lib, parity, pyramid, segment  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Export folder; default: newest under runs/, else stand-in.")
+flags.DEFINE_string("data", "../shared/datasets/monuseg2018/test", "images/ and labels/.")
+flags.DEFINE_string("work", None, "Folder for the pyramids and outputs (default: temporary).")
+flags.DEFINE_list("mpps", ["0.25", "0.5"], "Slide copies to build, µm/px.")
+flags.DEFINE_enum("compression", "jpeg", ["jpeg", "deflate"], "Pyramid tile compression.")
+flags.DEFINE_enum("stain_norm", "auto", ["auto", "none"], "For both paths.")
+flags.DEFINE_integer("tile_size", 2048, "Slide-path tile side (model px).")
+flags.DEFINE_integer("overlap", 128, "Slide-path overlap (model px).")
+
+IMAGE_MPP = 0.25
+TOLERANCE = {0.25: 0.01, 0.5: 0.03}
+KEYS = ("dice1", "dice2", "dice_avg", "aji", "pq")
+
+
+def _find_model():
+    """(SegmentationModel, direct labeller, description)."""
+    path = FLAGS.model
+    if path is None:
+        exports = sorted(pathlib.Path("runs").glob("**/export/*/assets/inference.json"),
+                         key=lambda p: p.stat().st_mtime)
+        path = str(exports[-1].parents[2]) if exports else None
+    if path is None:
+        model = model_lib.stand_in_model(IMAGE_MPP)
+        return model, lambda rgb: parity.direct_labels(model, rgb), "stand-in (no export found)"
+    from simgan_histo import api, tf_setup  # pylint: disable=import-outside-toplevel
+    tf_setup.import_tensorflow()
+    stain_norm = None if FLAGS.stain_norm == "auto" else FLAGS.stain_norm
+    loaded = api.load(path, stain_norm=stain_norm)
+    return (model_lib.from_api(loaded), lambda rgb: loaded.predict_labels(rgb, mpp=IMAGE_MPP),
+            f"export {loaded.name}")
+
+
+def _scores(truths, predictions) -> dict:
+    per_image = [metrics.image_metrics(t, p) for t, p in zip(truths, predictions)]
+    return {key: float(np.mean([m[key] for m in per_image])) for key in KEYS}
+
+
+def _slide_run(rgb, boxes, truths, model, mpp, work: pathlib.Path) -> dict:
+    factor = IMAGE_MPP / mpp
+    if factor != 1:
+        rgb = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    path = pyramid.write_pyramid(work / f"mosaic_{mpp}.svs", rgb, mpp,
+                                 compression=FLAGS.compression, app_mag=round(10 / mpp))
+    config = config_lib.WsiConfig(tile_size_px=FLAGS.tile_size, overlap_px=FLAGS.overlap,
+                                  stain_norm=FLAGS.stain_norm)
+    started = time.perf_counter()
+    report = segment.segment_slide(path, model, work / "out", config)
+    seconds = time.perf_counter() - started
+    outlines = parity.Outlines.from_geojson(work / "out" / path.stem / f"{path.stem}.geojson")
+    found = [outlines.rasterize(tuple(v * factor for v in box), scale=1 / factor)
+             for box in boxes]
+    return dict(_scores(truths, found), seconds=seconds, nuclei=report["nuclei"],
+                tiles=report["tiles"]["processed"], counts=report["counts"],
+                mp_per_s=report["mp_per_s"])
+
+
+def main(argv):
+    del argv
+    data = pathlib.Path(FLAGS.data)
+    names = sorted(p.stem for p in (data / "images").glob("*.png"))
+    images = [cv2.cvtColor(cv2.imread(str(data / "images" / f"{n}.png")), cv2.COLOR_BGR2RGB)
+              for n in names]
+    truths = [cv2.imread(str(data / "labels" / f"{n}.png"), cv2.IMREAD_UNCHANGED) for n in names]
+    model, direct, description = _find_model()
+    started = time.perf_counter()
+    reference = dict(_scores(truths, [direct(image) for image in images]),
+                     seconds=time.perf_counter() - started)
+    work = pathlib.Path(FLAGS.work or tempfile.mkdtemp(prefix="wsi_parity_"))
+    work.mkdir(parents=True, exist_ok=True)
+    rgb, boxes = parity.mosaic(images, gutter_px=256, columns=4)
+    result = {"model": description, "images": len(names), "reference": reference,
+              "compression": FLAGS.compression, "tile_size": FLAGS.tile_size,
+              "overlap": FLAGS.overlap, "stain_norm": FLAGS.stain_norm}
+    passed = True
+    for mpp in (float(v) for v in FLAGS.mpps):
+        run = _slide_run(rgb, boxes, truths, model, mpp, work)
+        for key in ("dice_avg", "aji"):
+            run[f"delta_{key}"] = run[key] - reference[key]
+        run["pass"] = all(abs(run[f"delta_{k}"]) <= TOLERANCE.get(mpp, 0.03)
+                          for k in ("dice_avg", "aji"))
+        passed &= run["pass"]
+        result[f"slide_{mpp:g}"] = run
+        logging.info("%g µm/px: %s", mpp, json.dumps(run))
+    result["pass"] = passed
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
