@@ -27,6 +27,11 @@ Staging and crash safety — copy-on-write rows plus an atomically replaced comm
 - Cost: `commit` = flush + fsync of the HDF5 file + a small JSON (8 bytes of slot map per
   slot per commit); no patch data is copied. The price is disk for `staging_rows` spare
   rows: at least 2 × the rows pushed between two commits (`staging_rows_needed`).
+  Measured for `cpu_small` (128², 10,000 + 3,200 rows, 1.95 GB, loaded machine): commit
+  ≈ 0.27 s after 800 staged rows, against ≈ 8.8 s to copy the file and `os.replace` it;
+  creating (zero-filling) the file took 16 s.
+- RAM: the slot maps, 24 bytes per slot (1.5 MB at 64k), plus HDF5's 1 MB chunk cache per
+  dataset; patch data is never held beyond the batch being pushed or sampled.
 """
 
 import json
