@@ -25,10 +25,16 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error)) from error
 
-    from simgan_histo import tf_setup  # pylint: disable=import-outside-toplevel
-    tf_setup.configure(config.runtime)
     # pylint: disable=import-outside-toplevel
-    from simgan_histo.wsi import model as model_lib, reader, segment
+    from simgan_histo.wsi import reader, segment
+    try:  # a missing, corrupt or scale-less slide fails before TensorFlow and the model load
+        segment.preflight(FLAGS.slides, config.wsi)
+    except reader.SlideReadError as error:
+        logging.error("%s", error)
+        return 2
+    from simgan_histo import tf_setup
+    tf_setup.configure(config.runtime)
+    from simgan_histo.wsi import model as model_lib
 
     try:
         model = model_lib.from_export(FLAGS.model)

@@ -230,6 +230,16 @@ def _open_writers(paths: SlideOutputs, slide, plan, model, thumb, tissue, config
             qc.QcWriter(paths.folder, paths.stem, thumb, tissue, slide.dimensions, boxes)]
 
 
+def preflight(path, config, backend: str = "auto") -> float:
+    """Opens the slide and checks its µm/px; returns it. Cheap: run it before loading a model.
+
+    Raises:
+      reader.SlideReadError: unreadable or corrupt slide (MissingMppError: no µm/px).
+    """
+    with reader.open_slide(path, mpp=config.mpp, backend=backend) as slide:
+        return reader.require_mpp(slide)
+
+
 def segment_slide(path, model, out_dir, config, mask_dir=None,
                   roi: Optional[Sequence[float]] = None, backend: str = "auto",
                   progress: bool = True) -> dict:

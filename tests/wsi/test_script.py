@@ -1,0 +1,75 @@
+"""`segment_wsi.py` end to end with a real (tiny, untrained) exported SavedModel."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from simgan_histo.wsi import model as model_lib
+from tests.conftest import REPO
+from tests.wsi import helpers
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    from simgan_histo import config as config_lib
+    from simgan_histo.models import task_net
+    from simgan_histo.training import export
+
+    config = config_lib.tiny()
+    target = (np.array([70.0, 20.0, -10.0]), np.array([12.0, 6.0, 9.0]))
+    settings = export.inference_settings(config, target, mpp=0.5,
+                                         thresholds={"seg_threshold": 0.6})
+    root = tmp_path_factory.mktemp("export") / "model"
+    export.export_task_model(task_net.build_task_net(config.task), root, config, settings)
+    return root
+
+
+def _slide(tmp_path, record_mpp=True):
+    discs = [(x, y, 3.0) for x in np.arange(20, 180, 20.0) for y in np.arange(20, 120, 20.0)]
+    path, _, _ = helpers.disc_slide(tmp_path / "slide.svs", 0.25, discs, (200, 140),
+                                    tissue_um=(10, 10, 180, 120), record_mpp=record_mpp)
+    return path
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "segment_wsi.py", "--preset=tiny", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_export_settings_reach_the_slide_path(export_dir):
+    model = model_lib.from_export(export_dir)
+    assert model.mpp == 0.5 and model.stride == 2
+    np.testing.assert_allclose(model.stain_target[0], [70.0, 20.0, -10.0])
+    assert model.info["thresholds"]["seg_threshold"] == 0.6
+    segmentation, detection = model.maps(np.zeros((2, 64, 64, 3), np.uint8))
+    assert segmentation.shape == detection.shape == (2, 64, 64)
+    assert 0 <= segmentation.min() and segmentation.max() <= 1
+
+
+@pytest.mark.slow
+def test_script_segments_a_slide_with_flag_overrides(tmp_path, export_dir):
+    path = _slide(tmp_path, record_mpp=False)
+    result = _run(f"--slides={path}", f"--out={tmp_path / 'out'}", f"--model={export_dir}",
+                  "--mpp=0.25", "--tile_size=128", "--overlap=32")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "slide" / "slide_report.json").read_text())
+    assert report["model"]["name"].endswith("model/1")
+    assert report["slide"]["mpp_source"] == "override"
+    assert report["processing"]["downsample"] == 2.0  # 0.5 µm/px model on a 0.25 µm/px slide
+    assert report["stain"]["target"]["lab_mean"] == [70.0, 20.0, -10.0]  # auto = the export's
+    assert report["processing"]["tile_size_px"] == 128
+    assert report["config"]["min_tissue_area_um2"] == 10000.0  # the tiny preset's default
+    assert "slide.geojson" in result.stderr  # the output paths are printed
+    for name in ("slide.geojson", "slide_nuclei.csv", "slide_tcga", "slide_qc_thumbnail.png"):
+        assert (tmp_path / "out" / "slide" / name).exists()
+
+
+def test_script_reports_missing_mpp_before_loading_the_model(tmp_path):
+    path = _slide(tmp_path, record_mpp=False)
+    result = _run(f"--slides={path}", f"--out={tmp_path / 'out'}", "--model=/nonexistent")
+    assert result.returncode == 2
+    assert "--mpp" in result.stderr and "slide.svs" in result.stderr
+    assert not (tmp_path / "out").exists()
