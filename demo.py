@@ -7,12 +7,11 @@ from absl import app
 from absl import flags
 
 from flags import common
-from simgan_histo import demo as demo_lib
+from flags import demo as demo_flags
+from simgan_histo import tf_setup
 
 flags.adopt_module_key_flags(common)
-
-SLIDE = flags.DEFINE_string(
-    "slide", None, "Tissue slide or image; default: the CC0 sample slide, fetched on first use.")
+flags.adopt_module_key_flags(demo_flags)
 
 FLAGS = flags.FLAGS
 
@@ -22,11 +21,16 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = common.to_config(FLAGS)
     workdir = FLAGS.workdir or "runs/demo"
-    summary = demo_lib.run(config, workdir, slide=SLIDE.value)
-    slide = summary["slide"]
-    print(f"Tissue: {slide['path']} ({slide['dimensions'][0]}x{slide['dimensions'][1]} px "
-          f"at {slide['mpp_x']:.3f} um/px)")
-    print(f"Run folder: {summary['workdir']} (config.json)")
+    tf_setup.configure(config.runtime)
+    from simgan_histo import demo as demo_lib  # pylint: disable=import-outside-toplevel
+
+    summary = demo_lib.run(config, workdir, slide=demo_flags.SLIDE.value)
+    print(f"\nSegmented {summary['slide']}: {summary['nuclei']} nuclei.")
+    print("Outputs (QuPath GeoJSON, TCGA-style CSVs, morphometry, QC images, report):")
+    for path in summary["outputs"]:
+        print(f"  {path}")
+    print(f"SavedModel (TF Serving layout, with assets/inference.json): {summary['export']}")
+    print(f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")
     return 0
 
 

@@ -60,6 +60,8 @@ class RefinerTrainer:
             raise ValueError(f"SynthesisConfig.patch_size={patch}: the task net needs a multiple "
                              f"of its stride {config.task.stride} (L_hard runs it on whole patches)")
         gan = self.gan
+        # Initial weights are a function of the seed too, so two runs of one config agree.
+        keras.utils.set_random_seed(config.runtime.seed)
         with self.strategy.scope():
             self.refiner = refiner_lib.build_refiner(config.refiner)
             self.discriminator = discriminator_lib.build_discriminator(config.discriminator)

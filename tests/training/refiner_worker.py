@@ -1,6 +1,6 @@
 """Subprocess entry for the refiner-trainer tests (determinism and devices are per process).
 
-Usage: python -m tests.training.refiner_worker WORKDIR TISSUE ITERATIONS [--mirrored] [--poison]
+Usage: python -m tests.training.refiner_worker WORKDIR TISSUE ITERATIONS [--mirrored]
 Writes WORKDIR/final_weights.npz with every variable of G, D and the task net.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 
 def main(argv):
     workdir, tissue, iterations = argv[1], argv[2], int(argv[3])
-    mirrored, poison = "--mirrored" in argv, "--poison" in argv
+    mirrored = "--mirrored" in argv
     import tensorflow as tf
 
     if mirrored:
@@ -24,12 +24,10 @@ def main(argv):
     from simgan_histo.training import refiner_run
 
     config = config_lib.tiny()
-    if poison:  # an overflowing regulariser: the loss becomes infinite at once
-        config = config.replace(gan={"alpha": 1e38, "lambda_l1": 1e38})
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mirrored else None
     source = synthesis.TissueSource.from_paths(tissue, config.synthesis, mpp=0.25)
     summary = refiner_run.train_refiner(config, workdir, source, num_iterations=iterations,
-                                        strategy=strategy, export=not poison)
+                                        strategy=strategy)
     trainer_vars = {}
     from simgan_histo.training import refiner_trainer
     trainer = refiner_trainer.RefinerTrainer(config, workdir, strategy)

@@ -1,0 +1,104 @@
+"""The label-free pipeline, stage by stage, resumable from its workdir.
+
+tissue → synthesis (in-process) → refiner/discriminator with importance weights and hard
+examples → history buffer → task net (weights re-scored by the final D, thresholds chosen
+on held-out synthetic patches) → exported SavedModel with inference.json.
+
+Each stage writes into its own folder under the workdir and leaves a done-marker, so a
+killed run started again with the same command continues where it stopped (the refiner
+and task stages also resume mid-stage from their checkpoints).
+"""
+
+import json
+import pathlib
+import time
+from typing import Optional
+
+from absl import logging
+
+from simgan_histo import synthesis
+from simgan_histo.training import refiner_run
+from simgan_histo.training import task_trainer
+
+DONE = "done.json"
+
+
+def _done(folder: pathlib.Path) -> Optional[dict]:
+    marker = folder / DONE
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def _mark_done(folder: pathlib.Path, record: dict) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (DONE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(folder / DONE)
+    return record
+
+
+def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
+                  max_tiles: Optional[int] = None, export_dir=None, use_gan: bool = True) -> dict:
+    """Runs (or resumes) every stage; returns {stage: record} with the outputs' paths.
+
+    Args:
+      config: the run's `Config`.
+      workdir: the run folder.
+      tissue: real H&E images/slides (a folder, a file or a list).
+      mpp: µm/px of tissue files that do not record it.
+      max_tiles: cap on tissue tiles.
+      export_dir: where the task model is exported (default `<workdir>/export`).
+      use_gan: False = the "no GAN refinement" ablation: the task net trains on the initial
+        synthetic patches (written by the synthesis module) instead of refined ones.
+    """
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json())
+    export_dir = pathlib.Path(export_dir) if export_dir else workdir / "export"
+    records = {}
+    started = time.perf_counter()
+    source = synthesis.TissueSource.from_paths(tissue, config.synthesis, mpp=mpp,
+                                               max_tiles=max_tiles)
+    logging.info("tissue: %s", source.summary())
+    records["tissue"] = {"summary": source.summary(), "tiles": source.num_tiles}
+    if use_gan:
+        records["refiner"] = _refiner_stage(config, workdir / "refiner", source)
+        patches = records["refiner"]["patches"]
+        rescore = records["refiner"]["discriminator_export"]
+    else:
+        records["synthesis"] = _synthesis_stage(config, workdir / "synthesis", source)
+        patches, rescore = records["synthesis"]["patches"], None
+    records["task"] = _task_stage(config, workdir / "task", patches, rescore, export_dir)
+    records["seconds"] = round(time.perf_counter() - started, 1)
+    return records
+
+
+def _refiner_stage(config, folder: pathlib.Path, source) -> dict:
+    done = _done(folder)
+    if done:
+        return done
+    summary = refiner_run.train_refiner(config, folder, source)
+    patches = refiner_run.buffer_patch_file(folder)
+    return _mark_done(folder, dict(summary, patches=str(patches)))
+
+
+def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
+    done = _done(folder)
+    if done:
+        return done
+    count = config.gan.buffer_capacity
+    out = folder / "patches.h5"
+    summary = synthesis.synthesize_to_file(source, out, count, seed=config.runtime.seed,
+                                           workers=config.runtime.workers,
+                                           config_json=config.to_json())
+    return _mark_done(folder, dict(summary, patches=str(out)))
+
+
+def _task_stage(config, folder: pathlib.Path, patches: str, rescore: Optional[str],
+                export_dir: pathlib.Path) -> dict:
+    done = _done(folder)
+    if done:
+        return done
+    result = task_trainer.train_task(config, folder, [patches], rescore_with=rescore,
+                                     export_dir=export_dir)
+    return _mark_done(folder, {"export": str(result["export"]),
+                               "selection": result["selection"]})
