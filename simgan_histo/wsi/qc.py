@@ -83,7 +83,12 @@ class QcWriter:
                        self.thumb.shape[1] - 1)
         rows = np.clip((table.columns["centroid_y"] / self.scale[1]).astype(int), 0,
                        self.thumb.shape[0] - 1)
-        self.thumb[rows, cols] = NUCLEUS_COLOUR
+        # Dots of a few px on small thumbnails (visible), single pixels on large slides.
+        radius = int(np.clip(round(3.0 / self.scale[0]), 0, 3))
+        if radius == 0:
+            self.thumb[rows, cols] = NUCLEUS_COLOUR
+        for col, row in zip(cols, rows) if radius else ():
+            cv2.circle(self.thumb, (int(col), int(row)), radius, NUCLEUS_COLOUR, -1)
         for box, kept in zip(self.boxes, self.outlines):
             x, y, width, height = box
             inside = ((table.columns["centroid_x"] > x - OVERLAY_MARGIN_PX)
