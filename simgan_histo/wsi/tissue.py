@@ -104,12 +104,22 @@ def otsu_tissue(rgb: np.ndarray, mask_mpp: float, min_area_um2: float,
     mask = ndimage.binary_closing(mask, morphology.disk(1), border_value=0)
     min_px = max(1, int(round(min_area_um2 / pixel_um2)))
     mask = morphology.remove_small_objects(mask, max_size=min_px)
-    mask = morphology.remove_small_holes(mask, max_size=int(MAX_HOLE_FACTOR * min_px))
+    mask = fill_small_holes(mask, int(MAX_HOLE_FACTOR * min_px))
     radius = int(round(margin_um / mask_mpp))
     if radius > 0 and mask.any():
         mask = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))).astype(bool)
     return mask
+
+
+def fill_small_holes(mask: np.ndarray, max_px: int) -> np.ndarray:
+    """Fills background regions enclosed by tissue (not touching the border) up to max_px."""
+    holes, count = ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)
+    if count == 0:
+        return mask
+    small = np.bincount(holes.ravel()) <= max_px
+    small[0] = False
+    return mask | small[holes]
 
 
 def find_mask_file(mask_dir, slide_path) -> pathlib.Path:

@@ -94,8 +94,8 @@ def test_slide_mpp_sets_the_resampling_and_geometry_is_kept(tmp_path, mpp):
 
 
 def test_missing_mpp_is_a_clear_error_and_the_override_works(tmp_path):
-    path, _, _ = helpers.disc_slide(tmp_path / "nompp.tif", 0.5, [(50, 50, 3.0)], (100, 100),
-                                    tissue_um=(10, 10, 80, 80), record_mpp=False)
+    path, _, _ = helpers.disc_slide(tmp_path / "nompp.tif", 0.5, [(90, 70, 3.0)], (200, 160),
+                                    tissue_um=(20, 20, 150, 120), record_mpp=False)
     with pytest.raises(reader.MissingMppError, match="--mpp"):
         segment.segment_slide(path, helpers.oracle_model(), tmp_path / "out", CONFIG,
                               progress=False)
@@ -241,3 +241,27 @@ def test_stain_statistics_come_from_the_whole_slide(tmp_path):
     per_tile = stain.reinhard(pale, stain.lab_stats(pale), target)
     invented = helpers.components(*helpers.oracle_maps(per_tile[None]))[0]
     assert invented.max() > 0  # the failure mode the once-per-slide statistics avoid
+
+
+def test_blank_slide_gives_empty_but_valid_outputs(tmp_path):
+    from simgan_histo.wsi import pyramid
+    path = pyramid.write_pyramid(tmp_path / "blank.svs", np.full((600, 800, 3), 250, np.uint8),
+                                 0.25)
+    report = segment.segment_slide(path, helpers.oracle_model(), tmp_path / "out", CONFIG,
+                                   progress=False)
+    assert report["nuclei"] == 0 and report["tiles"]["processed"] == 0
+    assert report["tissue_mm2"] == 0.0
+    assert helpers.load_features(tmp_path / "out" / "blank" / "blank.geojson") == []
+    assert (tmp_path / "out" / "blank" / "blank_nuclei.csv").read_text().count("\n") == 1
+
+
+def test_roi_keeps_only_its_nuclei(tmp_path):
+    discs_um = [(x, y, 3.0) for x in np.arange(20, 280, 20.0) for y in np.arange(20, 180, 20.0)]
+    path, _, discs_px = helpers.disc_slide(tmp_path / "roi.svs", 0.25, discs_um, (300, 200),
+                                           tissue_um=(10, 10, 280, 180))
+    roi = (200, 120, 400, 300)  # level-0 px: x 200..600, y 120..420
+    report = segment.segment_slide(path, helpers.oracle_model(), tmp_path / "out", CONFIG,
+                                   roi=roi, progress=False)
+    inside = [(x, y) for x, y, _ in discs_px if 200 <= x < 600 and 120 <= y < 420]
+    assert report["nuclei"] == len(inside) > 0
+    assert report["tissue"]["source"] == "otsu+roi"
