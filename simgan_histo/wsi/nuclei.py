@@ -1,4 +1,4 @@
-"""One tile's nuclei: instances → keep the tile's own (seams) → polygons and measurements at level 0.
+"""One tile's nuclei: instances → keep the tile's own (seams) → outlines and measurements, level 0.
 
 Frames. Processing px are level-0 px divided by `downsample` (= model mpp ÷ slide mpp). In the
 corner frame pixel (i, j) covers [i, i+1) × [j, j+1), so a corner-frame point p at processing

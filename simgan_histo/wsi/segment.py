@@ -128,8 +128,13 @@ def estimate_stain(slide, plan: SlidePlan) -> Optional[stain.Stats]:
     return stain.pooled_stats(stats, counts)
 
 
-def resolve_stain(method: str, model, slide_stats) -> Optional[Tuple[stain.Stats, stain.Stats]]:
+def resolve_stain(method: str, model, estimate) -> Optional[Tuple[stain.Stats, stain.Stats]]:
     """(source, target) Reinhard statistics, or None for no normalisation.
+
+    Args:
+      method: "auto" (as the model says), "reinhard" or "none".
+      model: the `SegmentationModel` (its `stain_target`).
+      estimate: () -> the slide's statistics (or None); called only when needed.
 
     Raises:
       ValueError: "reinhard" was asked for but the model records no target.
@@ -141,6 +146,7 @@ def resolve_stain(method: str, model, slide_stats) -> Optional[Tuple[stain.Stats
     if model.stain_target is None:
         raise ValueError(f"stain_norm=reinhard but the model ({model.name}) records no Reinhard "
                          f"target in its inference.json; use --stain_norm=none")
+    slide_stats = estimate()
     if slide_stats is None:
         logging.warning("no stained pixels to estimate Reinhard statistics: not normalising")
         return None
@@ -263,20 +269,10 @@ def segment_slide(path, model, out_dir, config, mask_dir=None,
     with timer("open"):
         slide = reader.open_slide(path, mpp=config.mpp, backend=backend)
     with slide:
-        slide_mpp = reader.require_mpp(slide)
-        with timer("tissue"):
-            thumb = tissue_lib.thumbnail(slide, config.thumbnail_mpp / slide_mpp)
-            tissue = tissue_lib.slide_tissue(slide, slide_mpp, config, mask_dir, roi, thumb)
-        plan = plan_slide(pathlib.Path(path).stem, slide.dimensions, slide_mpp, tissue,
-                          model.mpp, model.stride, config)
-        with timer("stain_estimate"):
-            method = config.stain_norm
-            stain_pair = resolve_stain(method, model, estimate_stain(slide, plan)
-                                       if method != "none" else None)
+        tissue, plan, stain_pair, qc_thumb = _prepare(slide, model, config, mask_dir, roi,
+                                                      timer)
         paths = SlideOutputs(pathlib.Path(out_dir) / plan.name, plan.name)
         paths.folder.mkdir(parents=True, exist_ok=True)
-        with timer("tissue"):
-            qc_thumb = tissue_lib.thumbnail(slide, qc.thumbnail_downsample(slide.dimensions))
         outputs = _open_writers(paths, slide, plan, model, qc_thumb, tissue, config)
         try:
             totals = segment_tiles(slide, plan, model, tissue, stain_pair, outputs, timer,
@@ -293,3 +289,17 @@ def segment_slide(path, model, out_dir, config, mask_dir=None,
     logging.info("%s: %d nuclei, %.2f mm² tissue, %.2f MP/s", plan.name, report["nuclei"],
                  report["tissue_mm2"], report["mp_per_s"])
     return report
+
+
+def _prepare(slide, model, config, mask_dir, roi, timer):
+    """Tissue mask, plan, Reinhard statistics and the QC thumbnail of an open slide."""
+    slide_mpp = reader.require_mpp(slide)
+    with timer("tissue"):
+        tissue = tissue_lib.slide_tissue(slide, slide_mpp, config, mask_dir, roi)
+        qc_thumb = tissue_lib.thumbnail(slide, qc.thumbnail_downsample(slide.dimensions))
+    plan = plan_slide(slide.path.stem, slide.dimensions, slide_mpp, tissue, model.mpp,
+                      model.stride, config)
+    with timer("stain_estimate"):
+        stain_pair = resolve_stain(config.stain_norm, model,
+                                   lambda: estimate_stain(slide, plan))
+    return tissue, plan, stain_pair, qc_thumb
