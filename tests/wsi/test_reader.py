@@ -167,3 +167,25 @@ def test_missing_file_and_directory(tmp_path):
         reader.open_slide(tmp_path / "nope.svs")
     with pytest.raises(reader.SlideReadError, match="directory"):
         reader.open_slide(tmp_path)
+
+
+def test_ome_subifd_pyramid_is_read_with_its_levels_and_scale(tmp_path, texture):
+    """OpenSlide sees one level of a SubIFD/OME pyramid; the tifffile backend sees all three."""
+    import tifffile
+
+    path = tmp_path / "s.ome.tif"
+    options = dict(tile=(256, 256), photometric="rgb", compression="zlib")
+    with tifffile.TiffWriter(path, ome=True) as writer:
+        writer.write(texture, subifds=2, metadata={"axes": "YXS", "PhysicalSizeX": 0.25,
+                                                   "PhysicalSizeXUnit": "µm"}, **options)
+        for size in ((650, 450), (325, 225)):
+            writer.write(cv2.resize(texture, size, interpolation=cv2.INTER_AREA),
+                         subfiletype=1, **options)
+    assert openslide.OpenSlide(str(path)).level_count == 1
+    with reader.open_slide(path) as slide:
+        assert slide.backend == "tifffile" and slide.mpp_source == "ome-physical-size"
+        assert slide.mpp == pytest.approx(0.25)
+        assert slide.level_downsamples == (1.0, 2.0, 4.0)
+        np.testing.assert_array_equal(slide.read_level0(10, 20, 300, 200),
+                                      texture[20:220, 10:310])
+        assert slide.best_level(4.0) == 2
