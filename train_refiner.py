@@ -31,8 +31,10 @@ def main(argv):
     source = synthesis.TissueSource.from_paths(tissue, config.synthesis, mpp=refiner_flags.MPP.value,
                                                max_tiles=refiner_flags.MAX_TILES.value)
     logging.info("tissue: %s", source.summary())
+    minutes = refiner_flags.MAX_MINUTES.value
     summary = refiner_run.train_refiner(config, FLAGS.workdir, source,
-                                        num_iterations=refiner_flags.ITERATIONS.value)
+                                        num_iterations=refiner_flags.ITERATIONS.value,
+                                        max_seconds=60 * minutes if minutes else None)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -13,6 +13,9 @@ MPP = flags.DEFINE_float("mpp", None, "µm/px of the tissue when its files do no
 MAX_TILES = flags.DEFINE_integer("max_tiles", None, "Use at most this many tissue tiles.")
 ITERATIONS = flags.DEFINE_integer(
     "iterations", None, "Stop after this many schedule iterations (default: the whole schedule).")
+MAX_MINUTES = flags.DEFINE_float(
+    "max_minutes", None, "Also stop after this much wall time, with a checkpoint and the "
+    "exports; the same command later continues the schedule.")
 IMPORTANCE_WEIGHTS = flags.DEFINE_bool(
     "importance_weights", True, "Weight the task loss by Eq. 5 (off = ablation).")
 HARD_EXAMPLES = flags.DEFINE_bool(

@@ -68,14 +68,14 @@ def history_batch(buffer, seed: int, step: int, role: str, update: int,
 
 
 class Prefetcher:
-    """Computes the next iteration's synthetic inputs on a worker thread.
+    """Computes inputs on a worker thread ahead of their use.
 
-    Synthesis is numpy/OpenCV work that releases the GIL, so it overlaps TF's steps. The
-    results depend only on their arguments, so prefetching never changes a run.
+    Synthesis is numpy/OpenCV work that mostly releases the GIL, so it overlaps TF's steps.
+    Results depend only on their arguments, so prefetching never changes a run.
     """
 
     def __init__(self):
-        self._pool = concurrent.futures.ThreadPoolExecutor(1)
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prefetch")
         self._pending = {}
 
     def request(self, key, function, *args) -> None:
@@ -86,5 +86,53 @@ class Prefetcher:
         future = self._pending.pop(key, None)
         return future.result() if future is not None else function(*args)
 
+    def forget(self, keep) -> None:
+        """Drops pending results whose key fails `keep(key)` (requested, never used)."""
+        for key in [key for key in self._pending if not keep(key)]:
+            self._pending.pop(key).cancel()
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class GanInputs:
+    """The run's synthetic batches and real pairs, by (step, role, update, size).
+
+    With `prefetch`, `request` starts computing the named batches on a worker thread (the
+    loop asks for iteration i + 1 while iteration i trains); a batch that was not requested
+    is computed on the spot. Either way the batch is the same.
+    """
+
+    def __init__(self, source, seed: int, prefetch: bool = True):
+        self.source, self.seed = source, seed
+        self._prefetcher = Prefetcher() if prefetch else None
+
+    def _compute(self, key):
+        kind, step, role, update, size = key
+        if kind == "real":
+            return real_pair_batch(self.source, self.seed, step, update, size)
+        return synthetic_batch(self.source, self.seed, step, role, update, size)
+
+    def _get(self, key):
+        if self._prefetcher is None:
+            return self._compute(key)
+        return self._prefetcher.get(key, self._compute, key)
+
+    def synthetic(self, step: int, role: str, update: int, size: int) -> Dict[str, np.ndarray]:
+        return self._get(("synthetic", step, role, update, size))
+
+    def real_pairs(self, step: int, update: int, size: int) -> Dict[str, np.ndarray]:
+        return self._get(("real", step, "discriminator", update, size))
+
+    def request(self, keys) -> None:
+        """Starts computing `keys` (tuples as `_compute` takes them); drops older ones."""
+        if self._prefetcher is None or not keys:
+            return
+        first = min(key[1] for key in keys)
+        self._prefetcher.forget(lambda key: key[1] >= first - 1)
+        for key in keys:
+            self._prefetcher.request(key, self._compute, key)
+
+    def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()

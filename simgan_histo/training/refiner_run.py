@@ -38,11 +38,11 @@ def _open_buffer(config, workdir: pathlib.Path, step: int):
 
 
 class _Loop:
-    """State of one `train_refiner` call: the trainer, the tissue, the buffer, the writer."""
+    """State of one `train_refiner` call: the trainer, the inputs, the buffer, the writer."""
 
-    def __init__(self, config, workdir, source, trainer):
-        self.config, self.gan, self.seed = config, config.gan, config.runtime.seed
-        self.workdir, self.source, self.trainer = workdir, source, trainer
+    def __init__(self, config, workdir, inputs, trainer):
+        self.config, self.gan = config, config.gan
+        self.workdir, self.inputs, self.trainer = workdir, inputs, trainer
         batch = self.gan.batch_size
         self.history = int(round(batch * self.gan.history_fraction))
         trainer.set_batch_sizes(refiner=batch, real=batch, fake=batch, task=batch)
@@ -50,76 +50,104 @@ class _Loop:
         self.buffer = None
         self.last = {}
 
+    def _fresh_size(self, history_rows: int) -> int:
+        """Fresh patches in a mixed batch: all of it until the buffer can give its share."""
+        batch = self.gan.batch_size
+        return batch - self.history if self.history and history_rows >= self.history else batch
+
+    def planned_inputs(self, iteration: int, history_rows: int) -> list:
+        """The `GanInputs` keys iteration `iteration` will ask for (to prefetch them)."""
+        plan = schedule.iteration_at(iteration, self.gan)
+        batch, fresh = self.gan.batch_size, self._fresh_size(history_rows)
+        keys = [("synthetic", iteration, "refiner", u, batch) for u in range(plan.refiner_updates)]
+        keys += [("real", iteration, "discriminator", u, batch)
+                 for u in range(plan.discriminator_updates)]
+        if plan.discriminator_updates and not plan.refiner_updates:
+            keys.append(("synthetic", iteration, "discriminator", 0, fresh))
+        keys += [("synthetic", iteration, "task", u, fresh) for u in range(plan.task_updates)]
+        return keys
+
+    def prefetch_next(self, iteration: int, end: int) -> None:
+        """Asks for iteration + 1's inputs while `iteration` trains."""
+        if iteration + 1 >= end:
+            return
+        plan = schedule.iteration_at(iteration, self.gan)
+        pushed = self.gan.batch_size if plan.push and plan.refiner_updates else 0
+        rows = min(self.gan.buffer_capacity, len(self.buffer) + pushed)
+        self.inputs.request(self.planned_inputs(iteration + 1, rows))
+
     def fresh_refined(self, iteration: int, role: str, update: int, size: int):
         """Synthetic patches refined by the current G (no update), as uint8."""
-        batch = gan_data.synthetic_batch(self.source, self.seed, iteration, role, update, size)
+        batch = self.inputs.synthetic(iteration, role, update, size)
         refined = self.trainer.refine(tf.constant(batch["image"]), tf.constant(batch["reference"]))
-        batch["initial"] = batch["image"]
-        batch["image"] = refiner_trainer.from_model_range(refined)
-        return batch
+        return dict(batch, initial=batch["image"],
+                    image=refiner_trainer.from_model_range(refined))
 
     def refiner_updates(self, iteration, plan, scalars):
-        current = None
+        current, trainer = None, self.trainer
         for update in range(plan.refiner_updates):
-            batch = gan_data.synthetic_batch(self.source, self.seed, iteration, "refiner", update,
-                                             self.gan.batch_size)
-            values, refined = self.trainer.refiner_step(
-                tf.constant(batch["image"]), tf.constant(batch["reference"]),
-                tf.constant(batch["mask"]), plan.adversarial)
+            batch = self.inputs.synthetic(iteration, "refiner", update, self.gan.batch_size)
+            values, refined = trainer.refiner_step(
+                *trainer.distribute(batch["image"], batch["reference"], batch["mask"]),
+                plan.adversarial)
             scalars.append(values)
             current = dict(batch, initial=batch["image"],
                            image=refiner_trainer.from_model_range(refined))
         if plan.push and current is not None:
-            trained_d = iteration >= self.gan.refiner_warmup_steps + self.gan.discriminator_warmup_steps
-            weights = (self.trainer.score(tf.constant(current["image"]),
-                                          tf.constant(current["reference"])).numpy()
-                       if trained_d else np.ones(len(current["image"]), np.float32))
-            self.buffer.push({key: current[key] for key in
-                              ("image", "reference", "mask", "labels", "source")}
-                             | {"weight": weights.astype(np.float32),
-                                "step": np.full(len(weights), iteration, np.int64)})
-            self.last["weights"] = weights
+            self.push(iteration, current)
         return current
 
+    def push(self, iteration: int, current: dict) -> None:
+        """Refined patches → buffer, with weights from D once D has been trained."""
+        trained_d = iteration >= self.gan.refiner_warmup_steps + self.gan.discriminator_warmup_steps
+        weights = (self.trainer.score(tf.constant(current["image"]),
+                                      tf.constant(current["reference"])).numpy()
+                   if trained_d else np.ones(len(current["image"]), np.float32))
+        self.buffer.push({key: current[key] for key in
+                          ("image", "reference", "mask", "labels", "source")}
+                         | {"weight": weights.astype(np.float32),
+                            "step": np.full(len(weights), iteration, np.int64)})
+        self.last["weights"] = weights
+
     def mixed_fakes(self, iteration, role, update, current):
-        """Half current refined patches, half from history (S+U); all current until it fills."""
-        size = self.gan.batch_size
-        history = gan_data.history_batch(self.buffer, self.seed, iteration,
-                                         "history_d" if role == "discriminator" else "history_task",
-                                         update, self.history)
-        fresh_size = size - (len(history["image"]) if history else 0)
+        """Fresh refined patches plus, once it holds enough, a history share (S+U)."""
+        fresh_size = self._fresh_size(len(self.buffer))
+        history = None
+        if fresh_size < self.gan.batch_size:
+            history = gan_data.history_batch(
+                self.buffer, self.inputs.seed, iteration,
+                "history_d" if role == "discriminator" else "history_task", update, self.history)
         if current is None or len(current["image"]) < fresh_size:
-            current = self.fresh_refined(iteration, role, update, size)
+            current = self.fresh_refined(iteration, role, update, fresh_size)
         parts = [{key: current[key][:fresh_size] for key in ("image", "reference", "mask")}]
         if history:
             parts.append({key: history[key] for key in ("image", "reference", "mask")})
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}, current
 
     def discriminator_updates(self, iteration, plan, current, scalars):
+        trainer = self.trainer
         for update in range(plan.discriminator_updates):
-            real = gan_data.real_pair_batch(self.source, self.seed, iteration, update,
-                                            self.gan.batch_size)
+            real = self.inputs.real_pairs(iteration, update, self.gan.batch_size)
             fakes, current = self.mixed_fakes(iteration, "discriminator", update, current)
-            scalars.append(self.trainer.discriminator_step(
-                tf.constant(real["image"]), tf.constant(real["reference"]),
-                tf.constant(fakes["image"]), tf.constant(fakes["reference"])))
-            self.last["real"] = real
+            scalars.append(trainer.discriminator_step(*trainer.distribute(
+                real["image"], real["reference"], fakes["image"], fakes["reference"])))
         return current
 
-    def task_updates(self, iteration, plan, current, scalars):
+    def task_updates(self, iteration, plan, scalars):
+        trainer = self.trainer
         for update in range(plan.task_updates):
-            batch, current = self.mixed_fakes(iteration, "task", update, None)
-            scalars.append(self.trainer.task_step(
-                tf.constant(batch["image"]), tf.constant(batch["reference"]),
-                tf.constant(batch["mask"]), self.gan.use_importance_weights))
+            batch, _ = self.mixed_fakes(iteration, "task", update, None)
+            scalars.append(trainer.task_step(
+                *trainer.distribute(batch["image"], batch["reference"], batch["mask"]),
+                self.gan.use_importance_weights))
 
     def iterate(self, iteration: int) -> dict:
         plan = schedule.iteration_at(iteration, self.gan)
         scalars = []
         current = self.refiner_updates(iteration, plan, scalars)
         current = self.discriminator_updates(iteration, plan, current, scalars)
-        self.task_updates(iteration, plan, current, scalars)
-        if current is not None:
+        self.task_updates(iteration, plan, scalars)
+        if current is not None and "initial" in current:
             self.last["current"] = current
         merged = {}
         for values in scalars:
@@ -133,10 +161,13 @@ class _Loop:
                 tf.summary.scalar(key, value)
             tf.summary.scalar("time/iteration_s", seconds)
             tf.summary.scalar("buffer/size", len(self.buffer))
+            phase = schedule.iteration_at(iteration - 1, self.gan).phase
+            tf.summary.scalar("schedule/phase", schedule.PHASES.index(phase))
             if "weights" in self.last:
                 weights = self.last["weights"]
                 tf.summary.histogram("weights/importance", weights)
                 low, high = self.gan.importance_clip
+                tf.summary.scalar("weights/pushed_mean", float(np.mean(weights)))
                 tf.summary.scalar("weights/at_low", float(np.mean(weights <= low)))
                 tf.summary.scalar("weights/at_high", float(np.mean(weights >= high)))
             current = self.last.get("current")
@@ -148,10 +179,25 @@ class _Loop:
 
 
 def train_refiner(config, workdir, source, num_iterations: Optional[int] = None,
-                  strategy=None, export: bool = True) -> dict:
+                  strategy=None, export: bool = True, max_seconds: Optional[float] = None,
+                  prefetch: bool = True) -> dict:
     """Trains G, D and the task net on `source` (a `synthesis.TissueSource`).
 
-    Resumes from `workdir` if it holds a checkpoint. Returns a summary dict.
+    Resumes from `workdir` if it holds a checkpoint.
+
+    Args:
+      config: the run's `Config`.
+      workdir: the run folder (checkpoints, TensorBoard, buffer, config.json, exports).
+      source: the real tissue.
+      num_iterations: stop at this schedule iteration (default: the whole schedule).
+      strategy: a `tf.distribute` strategy (default: the current one, one device).
+      export: write the refiner and discriminator SavedModels at the end.
+      max_seconds: also stop, with a checkpoint, once this much wall time has passed; the
+        same call later continues the schedule.
+      prefetch: synthesise the next iteration's inputs on a worker thread (same results).
+
+    Returns:
+      A summary dict (also written to `<workdir>/refiner_summary.json`).
 
     Raises:
       refiner_trainer.NonFiniteLossError: a loss became NaN/inf (last good checkpoint kept).
@@ -163,24 +209,19 @@ def train_refiner(config, workdir, source, num_iterations: Optional[int] = None,
     total = schedule.total_iterations(config.gan)
     end = total if num_iterations is None else min(total, num_iterations)
     start = trainer.restore_or_initialize()
-    loop = _Loop(config, workdir, source, trainer)
+    loop = _Loop(config, workdir, gan_data.GanInputs(source, config.runtime.seed, prefetch),
+                 trainer)
     loop.buffer = _open_buffer(config, workdir, start)
-    every, save_every = config.gan.summary_every, config.gan.checkpoint_every
     started = time.perf_counter()
     try:
-        for iteration in tqdm(range(start, end), initial=start, total=end, desc="refiner",
-                              disable=None):
-            tick = time.perf_counter()
-            scalars = loop.iterate(iteration)
-            refiner_trainer.check_finite(scalars, iteration)
-            trainer.step.assign(iteration + 1)
-            if (iteration + 1) % every == 0 or iteration + 1 == end:
-                loop.summarise(iteration + 1, scalars, time.perf_counter() - tick)
-            if (iteration + 1) % save_every == 0 or iteration + 1 == end:
-                trainer.save(loop.buffer, iteration + 1)
+        reached = _run(loop, start, end, started + max_seconds if max_seconds else None)
     finally:
+        loop.inputs.close()
         loop.buffer.close()
-    summary = {"iterations": end, "resumed_from": start, "total_iterations": total,
+    summary = {"iterations": reached, "resumed_from": start, "total_iterations": total,
+               "phase": schedule.iteration_at(max(reached - 1, 0), config.gan).phase,
+               "stopped": "end" if reached == end else "time_limit",
+               "precision": trainer.precision,
                "seconds": round(time.perf_counter() - started, 2),
                "buffer": str(workdir / BUFFER_NAME)}
     if export:
@@ -190,6 +231,27 @@ def train_refiner(config, workdir, source, num_iterations: Optional[int] = None,
     return summary
 
 
+def _run(loop: _Loop, start: int, end: int, deadline: Optional[float]) -> int:
+    """Iterations start..end-1 (or until `deadline`); returns the iteration reached."""
+    trainer, gan = loop.trainer, loop.gan
+    loop.inputs.request(loop.planned_inputs(start, len(loop.buffer)) if start < end else [])
+    bar = tqdm(range(start, end), initial=start, total=end, desc="refiner", disable=None)
+    for iteration in bar:
+        tick = time.perf_counter()
+        loop.prefetch_next(iteration, end)
+        scalars = loop.iterate(iteration)
+        refiner_trainer.check_finite(scalars, iteration)
+        trainer.step.assign(iteration + 1)
+        done = iteration + 1 == end or (deadline is not None and time.perf_counter() >= deadline)
+        if (iteration + 1) % gan.summary_every == 0 or done:
+            loop.summarise(iteration + 1, scalars, time.perf_counter() - tick)
+        if (iteration + 1) % gan.checkpoint_every == 0 or done:
+            trainer.save(loop.buffer, iteration + 1)
+        bar.set_postfix_str(schedule.iteration_at(iteration, gan).phase, refresh=False)
+        if done:
+            bar.close()
+            return iteration + 1
+    return start
 def buffer_patch_file(workdir) -> pathlib.Path:
     """Exports the committed history buffer of a run as an ordinary patch file."""
     workdir = pathlib.Path(workdir)

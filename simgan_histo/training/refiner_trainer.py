@@ -5,6 +5,10 @@ variables only. All mutable state is in one `tf.train.Checkpoint`; the HDF5 hist
 is committed right before each checkpoint, and every random draw is f(seed, step), so a
 run killed at any point resumes bit-exactly from its last checkpoint.
 
+The steps' only branches are on Python values (`adversarial`, the replica count), so they
+are traced with `autograph=False`: converting Keras' layer code cost ≈ 40 % of the tracing
+time of a run's first iterations.
+
 Losses are reduced with the GLOBAL batch size (`tf.nn.compute_average_loss`) so the run is
 the same under a `tf.distribute` strategy with several replicas.
 """
@@ -60,6 +64,12 @@ class RefinerTrainer:
             raise ValueError(f"SynthesisConfig.patch_size={patch}: the task net needs a multiple "
                              f"of its stride {config.task.stride} (L_hard runs it on whole patches)")
         gan = self.gan
+        # Models take the Keras policy in force when built (tf_setup.configure sets it).
+        self.precision = keras.mixed_precision.global_policy().name
+        if self.precision != config.runtime.precision:
+            logging.warning("config asks for precision %s but the Keras policy is %s (call "
+                            "tf_setup.configure(config.runtime) first); training in %s",
+                            config.runtime.precision, self.precision, self.precision)
         # Initial weights are a function of the seed too, so two runs of one config agree.
         keras.utils.set_random_seed(config.runtime.seed)
         with self.strategy.scope():
@@ -91,8 +101,8 @@ class RefinerTrainer:
         latest = self.manager.latest_checkpoint
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
-            logging.info("resumed from %s at iteration %d", latest, int(self.step))
-        return int(self.step)
+            logging.info("resumed from %s at iteration %d", latest, int(self.step.numpy()))
+        return int(self.step.numpy())  # .numpy(): int() rejects a MirroredVariable
 
     # -- helpers used inside the steps -------------------------------------------------------
 
@@ -169,12 +179,18 @@ class RefinerTrainer:
 
     # -- distribution wrappers (one tf.function per network) -----------------------------------
 
-    def _distribute(self, *arrays):
-        """Splits host arrays along the batch across replicas (identity on one device)."""
+    def distribute(self, *arrays):
+        """Host arrays → step inputs: split along the batch across replicas (one device:
+        plain tensors). Every `*_step` takes its batch arrays through this."""
         replicas = self.strategy.num_replicas_in_sync
         if replicas == 1:
             return tuple(tf.constant(a) for a in arrays)
         tensors = [tf.constant(a) for a in arrays]
+        for tensor in tensors:
+            if tensor.shape[0] % replicas:
+                raise ValueError(f"a batch of {tensor.shape[0]} does not split over {replicas} "
+                                 "replicas: make GanTrainConfig.batch_size (and its history "
+                                 "share) multiples of the replica count")
 
         def split(context):
             index = context.replica_id_in_sync_group
@@ -186,7 +202,7 @@ class RefinerTrainer:
         return {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                 for key, value in scalars.items()}
 
-    @tf.function
+    @tf.function(autograph=False)
     def refiner_step(self, image, reference, mask, adversarial: bool):
         scalars, refined = self.strategy.run(
             lambda i, r, m: self._refiner_update(to_model_range(i), to_model_range(r), m,
@@ -196,7 +212,7 @@ class RefinerTrainer:
             refined = self.strategy.gather(refined, axis=0)
         return self._reduce(scalars), refined
 
-    @tf.function
+    @tf.function(autograph=False)
     def discriminator_step(self, real_image, real_reference, fake_image, fake_reference):
         scalars = self.strategy.run(
             lambda a, b, c, d: self._discriminator_update(
@@ -205,7 +221,7 @@ class RefinerTrainer:
             args=(real_image, real_reference, fake_image, fake_reference))
         return self._reduce(scalars)
 
-    @tf.function
+    @tf.function(autograph=False)
     def task_step(self, image, reference, mask, use_weights: bool):
         scalars = self.strategy.run(
             lambda i, r, m: self._task_update(to_model_range(i), to_model_range(r), m,
@@ -213,13 +229,13 @@ class RefinerTrainer:
             args=(image, reference, mask))
         return self._reduce(scalars)
 
-    @tf.function
+    @tf.function(autograph=False)
     def refine(self, image, reference):
         """G(I, S) for uint8 inputs, in [-1, 1] (no update)."""
         return self.refiner({"image": to_model_range(image),
                              "reference": to_model_range(reference)}, training=False)
 
-    @tf.function
+    @tf.function(autograph=False)
     def score(self, image, reference):
         """Eq. 5 importance weights of uint8 (X, S) pairs under the current D."""
         return self._weights(to_model_range(image), to_model_range(reference))
