@@ -82,6 +82,9 @@ class Prefetcher:
         if key not in self._pending:
             self._pending[key] = self._pool.submit(function, *args)
 
+    def __contains__(self, key) -> bool:
+        return key in self._pending
+
     def get(self, key, function, *args):
         future = self._pending.pop(key, None)
         return future.result() if future is not None else function(*args)
@@ -106,6 +109,7 @@ class GanInputs:
     def __init__(self, source, seed: int, prefetch: bool = True):
         self.source, self.seed = source, seed
         self._prefetcher = Prefetcher() if prefetch else None
+        self.counts = {"prefetched": 0, "on_the_spot": 0}
 
     def _compute(self, key):
         kind, step, role, update, size = key
@@ -114,8 +118,10 @@ class GanInputs:
         return synthetic_batch(self.source, self.seed, step, role, update, size)
 
     def _get(self, key):
-        if self._prefetcher is None:
+        if self._prefetcher is None or key not in self._prefetcher:
+            self.counts["on_the_spot"] += 1
             return self._compute(key)
+        self.counts["prefetched"] += 1
         return self._prefetcher.get(key, self._compute, key)
 
     def synthetic(self, step: int, role: str, update: int, size: int) -> Dict[str, np.ndarray]:

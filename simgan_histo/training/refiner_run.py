@@ -37,7 +37,34 @@ def _open_buffer(config, workdir: pathlib.Path, step: int):
                                     staging_rows=staging, overwrite=True)
 
 
-class _Loop:
+def check_resume_config(config, workdir: pathlib.Path) -> None:
+    """Compares `config` with the `config.json` of a run that already has checkpoints.
+
+    Networks that differ cannot restore: a clear ValueError. Other science sections (e.g. a
+    longer schedule) may differ: a warning. Fields only one side knows are ignored.
+    """
+    saved_path = workdir / "config.json"
+    if not saved_path.exists() or not list((workdir / "checkpoints").glob("ckpt-*.index")):
+        return
+    saved, current = json.loads(saved_path.read_text()), json.loads(config.to_json())
+    differing = sorted(
+        section for section, fields in current.items()
+        if section != "runtime" and isinstance(fields, dict)
+        and isinstance(saved.get(section), dict)
+        and any(saved[section][key] != value for key, value in fields.items()
+                if key in saved[section]))
+    networks = [s for s in differing if s in ("refiner", "discriminator", "task")]
+    if networks:
+        raise ValueError(f"{workdir} holds a run whose {networks} settings differ from this "
+                         "config (another --preset or flags?): its checkpoints cannot be "
+                         "restored. Use a new --workdir, or the run's own settings "
+                         f"({saved_path}).")
+    if differing:
+        logging.warning("resuming %s with changed %s settings (was: %s)", workdir, differing,
+                        saved_path)
+
+
+class TrainingLoop:
     """State of one `train_refiner` call: the trainer, the inputs, the buffer, the writer."""
 
     def __init__(self, config, workdir, inputs, trainer):
@@ -99,7 +126,8 @@ class _Loop:
 
     def push(self, iteration: int, current: dict) -> None:
         """Refined patches → buffer, with weights from D once D has been trained."""
-        trained_d = iteration >= self.gan.refiner_warmup_steps + self.gan.discriminator_warmup_steps
+        gan = self.gan
+        trained_d = iteration >= gan.refiner_warmup_steps + gan.discriminator_warmup_steps
         weights = (self.trainer.score(tf.constant(current["image"]),
                                       tf.constant(current["reference"])).numpy()
                    if trained_d else np.ones(len(current["image"]), np.float32))
@@ -176,6 +204,8 @@ class _Loop:
                                        current["reference"]], axis=2)[:4]
                 tf.summary.image("patches/initial_refined_reference", grid, max_outputs=4)
         self.writer.flush()
+        logging.info("iteration %d (%s): %s, %.2f s/iteration", iteration, phase,
+                     ", ".join(f"{k} {v:.4g}" for k, v in sorted(scalars.items())), seconds)
 
 
 def train_refiner(config, workdir, source, num_iterations: Optional[int] = None,
@@ -204,12 +234,13 @@ def train_refiner(config, workdir, source, num_iterations: Optional[int] = None,
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    check_resume_config(config, workdir)
     (workdir / "config.json").write_text(config.to_json())
     trainer = refiner_trainer.RefinerTrainer(config, workdir, strategy)
     total = schedule.total_iterations(config.gan)
     end = total if num_iterations is None else min(total, num_iterations)
     start = trainer.restore_or_initialize()
-    loop = _Loop(config, workdir, gan_data.GanInputs(source, config.runtime.seed, prefetch),
+    loop = TrainingLoop(config, workdir, gan_data.GanInputs(source, config.runtime.seed, prefetch),
                  trainer)
     loop.buffer = _open_buffer(config, workdir, start)
     started = time.perf_counter()
@@ -221,7 +252,7 @@ def train_refiner(config, workdir, source, num_iterations: Optional[int] = None,
     summary = {"iterations": reached, "resumed_from": start, "total_iterations": total,
                "phase": schedule.iteration_at(max(reached - 1, 0), config.gan).phase,
                "stopped": "end" if reached == end else "time_limit",
-               "precision": trainer.precision,
+               "precision": trainer.precision, "inputs": loop.inputs.counts,
                "seconds": round(time.perf_counter() - started, 2),
                "buffer": str(workdir / BUFFER_NAME)}
     if export:
@@ -231,7 +262,7 @@ def train_refiner(config, workdir, source, num_iterations: Optional[int] = None,
     return summary
 
 
-def _run(loop: _Loop, start: int, end: int, deadline: Optional[float]) -> int:
+def _run(loop: TrainingLoop, start: int, end: int, deadline: Optional[float]) -> int:
     """Iterations start..end-1 (or until `deadline`); returns the iteration reached."""
     trainer, gan = loop.trainer, loop.gan
     loop.inputs.request(loop.planned_inputs(start, len(loop.buffer)) if start < end else [])

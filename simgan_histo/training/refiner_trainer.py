@@ -62,7 +62,8 @@ class RefinerTrainer:
         patch = config.synthesis.patch_size
         if patch % config.task.stride:
             raise ValueError(f"SynthesisConfig.patch_size={patch}: the task net needs a multiple "
-                             f"of its stride {config.task.stride} (L_hard runs it on whole patches)")
+                             f"of its stride {config.task.stride} (L_hard runs it on whole "
+                             "patches)")
         gan = self.gan
         # Models take the Keras policy in force when built (tf_setup.configure sets it).
         self.precision = keras.mixed_precision.global_policy().name

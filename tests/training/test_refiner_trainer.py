@@ -106,6 +106,9 @@ def test_full_tiny_run_writes_every_output(runs):
     assert (rows["step"] >= 0).all()
     assert summaries["straight"]["iterations"] == ITERATIONS
     assert summaries["straight"]["phase"] == "task_final"
+    # Every synthetic batch was prefetched one iteration ahead (the plan matched the use).
+    assert summaries["straight"]["inputs"]["on_the_spot"] == 0
+    assert summaries["straight"]["inputs"]["prefetched"] > 0
     assert json.loads((workdir / "refiner_summary.json").read_text()) == summaries["straight"]
 
 
