@@ -296,10 +296,14 @@ class TaskConfig:
     selection_metric: str = "aji"  # stopping point and thresholds: "aji", "dice_avg" or "loss"
     seg_threshold_grid: Tuple[float, ...] = (0.2, 0.33, 0.45, 0.6)  # includes the release 0.33
     det_threshold_grid: Tuple[float, ...] = (0.03, 0.07, 0.15, 0.3, 0.5)  # includes release 0.07
+    # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
+    # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
+    jit_compile: str = "auto"
 
     def __post_init__(self):
         _choice(self, "architecture", ("unet", "cnn15"))
         _choice(self, "selection_metric", ("aji", "dice_avg", "loss"))
+        _choice(self, "jit_compile", ("auto", "on", "off"))
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",
                   "max_validation_patches")
         _fraction(self, "real_batch_fraction")

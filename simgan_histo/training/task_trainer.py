@@ -50,6 +50,7 @@ class TaskTrainer:
         self.config, self.task = config, config.task
         self.workdir = pathlib.Path(workdir)
         self.batches, self.validation = batches, validation
+        keras.utils.set_random_seed(config.runtime.seed)  # initial weights = f(seed)
         self.model = task_net.build_task_net(self.task)
         self.optimizer = keras.optimizers.Adam(self.task.learning_rate)
         self.optimizer.build(self.model.trainable_variables)
@@ -68,6 +69,10 @@ class TaskTrainer:
         self.best_manager = tf.train.CheckpointManager(self.best_checkpoint,
                                                        self.workdir / "best", max_to_keep=1)
         self.writer = tf.summary.create_file_writer(str(self.workdir / "tensorboard" / "task"))
+        self.jit_compile = self.task.jit_compile == "on" or (
+            self.task.jit_compile == "auto"
+            and keras.mixed_precision.global_policy().name == "mixed_bfloat16")
+        self.task_step = tf.function(self._task_step, jit_compile=self.jit_compile)
 
     def restore_or_initialize(self) -> int:
         """Restores the latest checkpoint if there is one; returns the step to continue from."""
@@ -80,9 +85,11 @@ class TaskTrainer:
         _truncate_jsonl(self.workdir / "validation.jsonl", step)
         return step
 
-    @tf.function
-    def task_step(self, image, mask, weight):
-        """One update: Σ-over-pixels sigmoid CE of both heads, batch mean of w_i·L_i."""
+    def _task_step(self, image, mask, weight):
+        """One update: Σ-over-pixels sigmoid CE of both heads, batch mean of w_i·L_i.
+
+        Wrapped by `tf.function` (with XLA if `jit_compile`) as `self.task_step`.
+        """
         scaled = tf.cast(image, tf.float32) / 127.5 - 1.0
         with tf.GradientTape() as tape:
             outputs = self.model(scaled, training=True)

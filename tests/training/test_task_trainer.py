@@ -1,0 +1,176 @@
+"""Task trainer: the loss falls, resume is bit-exact, selection and export, bad inputs."""
+
+import json
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from simgan_histo import config as config_lib
+from simgan_histo.training import task_data
+from simgan_histo.training import task_trainer
+from tests.training import toy_data
+
+
+def _config(**task):
+    base = dict(batch_size=4, train_steps=6, eval_every=3, summary_every=1, checkpoint_every=3,
+                validation_fraction=0.25, seg_threshold_grid=(0.33, 0.5),
+                det_threshold_grid=(0.07, 0.3))
+    base.update(task)
+    return config_lib.tiny().replace(task=base)
+
+
+@pytest.fixture(scope="module")
+def patches(tmp_path_factory):
+    return toy_data.write_patch_file(tmp_path_factory.mktemp("patches") / "toy.h5", count=16)
+
+
+def _trainer(config, workdir, patch_path, validation=True):
+    files = task_data.PatchFiles([patch_path], config.task.validation_fraction,
+                                 config.task.max_validation_patches, seed=0)
+    batches = task_data.TaskBatches(config.task, files, seed=0)
+    held = task_trainer._validation_set("synthetic", files) if validation else None
+    return task_trainer.TaskTrainer(config, workdir, batches, held)
+
+
+def test_tiny_unet_loss_falls_in_a_few_steps(tmp_path, patches):
+    config = _config(train_steps=25, learning_rate=3e-3, eval_every=100, checkpoint_every=100)
+    trainer = _trainer(config, tmp_path, patches, validation=False)
+    trainer.run(25)
+    curve = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    losses = [record["task/loss"] for record in curve]
+    assert len(losses) == 25
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_resume_is_bit_exact(tmp_path, patches):
+    config = _config()
+    straight = _trainer(config, tmp_path / "straight", patches)
+    straight.run(6)
+    interrupted = _trainer(config, tmp_path / "resumed", patches)
+    interrupted.run(3)  # checkpoint at step 3, then the process "dies"
+    resumed = _trainer(config, tmp_path / "resumed", patches)
+    assert resumed.restore_or_initialize() == 3
+    resumed.run(6)
+    for a, b in zip(straight.checkpoint.task_net.weights, resumed.checkpoint.task_net.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(straight.optimizer.variables, resumed.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    curve_a = (tmp_path / "straight" / "curve.jsonl").read_text()
+    curve_b = (tmp_path / "resumed" / "curve.jsonl").read_text()
+    assert curve_a == curve_b
+    assert (tmp_path / "straight" / "validation.jsonl").read_text() == (
+        tmp_path / "resumed" / "validation.jsonl").read_text()
+
+
+def test_batches_are_a_function_of_seed_and_step(patches):
+    config = _config()
+    files = task_data.PatchFiles([patches], 0.25, 64, seed=0)
+    batches = task_data.TaskBatches(config.task, files, seed=5)
+    a, b = batches.batch(11), batches.batch(11)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["image"], batches.batch(12)["image"])
+    assert a["image"].shape == (4, 64, 64, 3) and a["mask"].shape == (4, 64, 64)
+
+
+def test_held_out_patches_are_whole_tiles(patches):
+    files = task_data.PatchFiles([patches], 0.25, 64, seed=0)
+    with h5py.File(patches) as handle:
+        sources = handle["source"][:]
+    train, held = set(sources[files.train_rows]), set(sources[files.validation_rows])
+    assert len(files.validation_rows) == 4 and not train & held
+
+
+def test_importance_weights_reach_the_batch_and_can_be_switched_off(tmp_path):
+    weights = np.linspace(0.2, 2.0, 8).astype(np.float32)
+    path = toy_data.write_patch_file(tmp_path / "weighted.h5", count=8, weights=weights)
+    config = _config(validation_fraction=0.0)
+    files = task_data.PatchFiles([path], 0.0, 64, seed=0)
+    on = task_data.TaskBatches(config.task, files, seed=0).batch(0)["weight"]
+    assert set(np.round(on, 4)) <= set(np.round(weights, 4)) and on.std() > 0
+    off = task_data.TaskBatches(config.task, files, seed=0, use_importance_weights=False)
+    np.testing.assert_array_equal(off.batch(0)["weight"], np.ones(4, np.float32))
+
+
+def test_real_samples_mix_in_with_weight_one(tmp_path, patches):
+    real = task_data.LabeledImages(toy_data.write_labeled_folder(tmp_path / "real"), 64)
+    config = _config(real_batch_fraction=0.5)
+    files = task_data.PatchFiles([patches], 0.0, 64, seed=0)
+    files.weights[:] = 0.5
+    batch = task_data.TaskBatches(config.task, files, real, seed=0).batch(3)
+    np.testing.assert_array_equal(batch["weight"], [0.5, 0.5, 1.0, 1.0])
+
+
+def test_train_task_selects_exports_and_records(tmp_path, patches):
+    config = _config()
+    result = task_trainer.train_task(config, tmp_path / "run", [patches])
+    settings = json.loads((result["export"] / "assets" / "inference.json").read_text())
+    assert settings["selection"]["validation"] == "synthetic"
+    assert settings["selection"]["step"] in (3, 6)
+    assert settings["thresholds"]["seg_threshold"] in (0.33, 0.5)
+    assert settings["thresholds"]["det_threshold"] in (0.07, 0.3)
+    assert settings["stain_norm"]["method"] == "reinhard"
+    records = [json.loads(line) for line in
+               (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6]
+    best = max(records, key=lambda r: r["score"])
+    assert settings["selection"]["score"] == pytest.approx(best["score"])
+    assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_missing_patch_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="patch file not found"):
+        task_data.PatchFiles([tmp_path / "nope.h5"])
+
+
+def test_wrong_schema(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as handle:
+        handle["image"] = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="missing datasets"):
+        task_data.PatchFiles([path])
+
+
+def test_synthetic_validation_without_patches_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="labeled:<dir>"):
+        task_trainer._validation_set("synthetic", None)
+    with pytest.raises(ValueError, match="expected 'synthetic'"):
+        task_trainer._validation_set("labelled", None)
+
+
+def test_real_dir_errors(tmp_path):
+    folder = toy_data.write_labeled_folder(tmp_path / "real", count=2)
+    (folder / "labels" / "img1.png").unlink()
+    with pytest.raises(FileNotFoundError, match="no label for 1 image"):
+        task_data.LabeledImages(folder)
+    folder = toy_data.write_labeled_folder(tmp_path / "size", count=1)
+    cv2.imwrite(str(folder / "labels" / "img0.png"), np.zeros((50, 96), np.uint16))
+    with pytest.raises(ValueError, match="differs from image size"):
+        task_data.LabeledImages(folder)
+    folder = toy_data.write_labeled_folder(tmp_path / "grey", count=1)
+    cv2.imwrite(str(folder / "images" / "img0.png"), np.zeros((96, 96), np.uint8))
+    with pytest.raises(ValueError, match="expected an RGB uint8 image"):
+        task_data.LabeledImages(folder)
+    folder = toy_data.write_labeled_folder(tmp_path / "rgb_labels", count=1)
+    cv2.imwrite(str(folder / "labels" / "img0.png"), np.zeros((96, 96, 3), np.uint8))
+    with pytest.raises(ValueError, match="single-channel integer instance map"):
+        task_data.LabeledImages(folder)
+    with pytest.raises(FileNotFoundError, match="labels"):
+        task_data.LabeledImages(tmp_path / "absent")
+    folder = toy_data.write_labeled_folder(tmp_path / "small", count=1, size=48)
+    with pytest.raises(ValueError, match="smaller than the training crop"):
+        task_data.LabeledImages(folder, min_size=64)
+
+
+def test_instances_to_bits_by_hand():
+    labels = np.zeros((6, 6), np.uint16)
+    labels[1:3, 1:4] = 1  # centroid (1.5, 2) -> (2, 2)
+    labels[3:5, 3:5] = 2  # centroid (3.5, 3.5) -> (4, 4) (round half to even)
+    bits = task_data.instances_to_bits(labels)
+    np.testing.assert_array_equal(bits & 1, labels > 0)
+    assert np.argwhere(bits & 4).tolist() == [[2, 2], [4, 4]]
+    assert bits[0, 0] & 2 and not bits[0, 5] & 2  # the ring outside nucleus 1 only
+    assert bits[2, 3] & 2 and bits[3, 3] & 2  # where nuclei 1 and 2 touch (diagonally)
+    assert not bits[1, 2] & 2  # an inner pixel of nucleus 1
