@@ -5,12 +5,14 @@ one `tf.train.Checkpoint` managed in `<workdir>/checkpoints`; batches are a pure
 (seed, step) (`task_data.TaskBatches`), so a resumed run continues bit-exactly. The weights
 of the best evaluation (the stopping point) are kept apart in `<workdir>/best`.
 Scalars go to TensorBoard (`<workdir>/tensorboard/task`) and, for the record, to
-`<workdir>/curve.jsonl` (training) and `<workdir>/validation.jsonl` (evaluations).
+`<workdir>/curve.jsonl` (training; with wall and process-CPU seconds since this process
+started) and `<workdir>/validation.jsonl` (evaluations).
 """
 
 import concurrent.futures
 import json
 import pathlib
+import time
 from typing import Optional
 
 import keras
@@ -128,6 +130,7 @@ class TaskTrainer:
     def run(self, num_steps: int) -> dict:
         """Trains up to step `num_steps` (resuming if possible); returns the selection."""
         start = self.restore_or_initialize()
+        self._started = (time.time(), time.process_time())  # for the curve's clock fields
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(self.batches.batch, start) if start < num_steps else None
             for step in tqdm(range(start, num_steps), initial=start, total=num_steps,
@@ -147,7 +150,9 @@ class TaskTrainer:
             with self.writer.as_default(step=step):
                 for key, value in values.items():
                     tf.summary.scalar(key, value)
-            _append_jsonl(self.workdir / "curve.jsonl", {"step": step, **values})
+            clock = {"wall_s": round(time.time() - self._started[0], 2),
+                     "cpu_s": round(time.process_time() - self._started[1], 2)}
+            _append_jsonl(self.workdir / "curve.jsonl", {"step": step, **values, **clock})
             if not np.isfinite(values["task/loss"]):
                 raise FloatingPointError(f"task loss is {values['task/loss']} at step {step}")
         if step % self.task.eval_every == 0 or last:

@@ -1,0 +1,112 @@
+"""Supervised reference row: the U-Net trained on MoNuSeg TRAIN labels, scored on MoNuSeg TEST.
+
+"Type-specific, supervised" in the paper's terms. 26 of the 30 train images train the net;
+4 held-out train images (from Kumar-2017's train list) select the stopping point and the
+watershed thresholds — never the test images. The export is then scored on the 14 test
+images through the public API (`simgan_histo.load(export).predict_labels`, the code path of
+`predict.py --model=<export>` with no other flag). The run resumes from its checkpoints if
+restarted. Last stdout line: one JSON object.
+
+Usage: nice -n 5 python benchmarks/supervised_reference.py --workdir=runs/supervised \
+    --precision=float32 --steps=6000
+"""
+
+import json
+import os
+import pathlib
+import resource
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from simgan_histo import config as config_lib  # noqa: E402 pylint: disable=wrong-import-position
+
+DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "monuseg2018"
+WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (resumed if it holds checkpoints).")
+DATA_DIR = flags.DEFINE_string("data", str(DATA), "MoNuSeg 2018 folder (train/, test/).")
+PRESET = flags.DEFINE_string("preset", "cpu_small", "Preset whose task net is trained.")
+PRECISION = flags.DEFINE_enum("precision", "float32", list(config_lib.PRECISIONS), "Precision.")
+STEPS = flags.DEFINE_integer("steps", 6000, "Training steps (the budget; not wall time).")
+EVAL_EVERY = flags.DEFINE_integer("eval_every", 500, "Held-out evaluation period, steps.")
+HOLDOUT = flags.DEFINE_integer("holdout", 4, "Train images held out for selection.")
+SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+
+
+def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed: int):
+    """Symlinked train / held-out folders; held-out ids drawn from Kumar-2017's train list."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    manifest = json.loads((data / "manifest.json").read_text())
+    kumar_train = sorted(manifest["kumar2017_split"]["train"])
+    held = set(np.random.default_rng(seed).choice(kumar_train, holdout, replace=False))
+    folders = {"train": workdir / "split" / "train", "holdout": workdir / "split" / "holdout"}
+    for image in sorted((data / "train" / "images").glob("*.png")):
+        part = "holdout" if image.stem in held else "train"
+        for kind in ("images", "labels"):
+            link = folders[part] / kind / image.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                os.symlink(data / "train" / kind / image.name, link)
+    return folders, sorted(held)
+
+
+def score_test(export_dir, data: pathlib.Path, stain_norm=None) -> dict:
+    """DESIGN §3 metrics JSON of the export on the test split, through the public API."""
+    import simgan_histo  # pylint: disable=import-outside-toplevel
+    from simgan_histo.evaluation import metrics, predict_lib  # pylint: disable=import-outside-toplevel
+
+    model = simgan_histo.load(export_dir, stain_norm=stain_norm)
+    per_image = {}
+    for image_path in predict_lib.list_files(data / "test" / "images"):
+        rgb = predict_lib.read_rgb(image_path)
+        truth = predict_lib.read_labels(data / "test" / "labels" / image_path.name)
+        per_image[image_path.stem] = metrics.image_metrics(truth, model.predict_labels(rgb))
+    return metrics.summarize(per_image)
+
+
+def main(argv):
+    del argv
+    from simgan_histo import tf_setup  # pylint: disable=import-outside-toplevel
+    config = config_lib.get_preset(PRESET.value)
+    config = config.replace(
+        task=dict(train_steps=STEPS.value, eval_every=EVAL_EVERY.value,
+                  checkpoint_every=min(250, EVAL_EVERY.value)),
+        runtime=dict(precision=PRECISION.value, seed=SEED.value))
+    tf_setup.configure(config.runtime)
+    from simgan_histo.training import task_trainer  # pylint: disable=import-outside-toplevel
+
+    workdir, data = pathlib.Path(WORKDIR.value), pathlib.Path(DATA_DIR.value)
+    folders, held = split_folders(data, workdir, HOLDOUT.value, SEED.value)
+    logging.info("held-out train images for selection: %s", held)
+    started = time.time()
+    result = task_trainer.train_task(config, workdir, real_dir=folders["train"],
+                                     validation=f"labeled:{folders['holdout']}")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    train = {"wall_min": (time.time() - started) / 60, "cpu_min": (usage.ru_utime + usage.ru_stime) / 60}
+    scores = {"reinhard": score_test(result["export"], data)}
+    scores["none"] = score_test(result["export"], data, stain_norm="none")
+    (workdir / "test_metrics.json").write_text(json.dumps(scores, indent=2))
+    curve = [json.loads(line) for line in (workdir / "curve.jsonl").read_text().splitlines()]
+    summary = {
+        "benchmark": "supervised_reference", "preset": PRESET.value, "precision": PRECISION.value,
+        "steps": STEPS.value, "crop": config.task.crop_size, "batch": config.task.batch_size,
+        "export": str(result["export"]), "selection": result["selection"],
+        "heldout_train_images": held, "this_process": train,
+        "train_wall_min_last_segment": curve[-1].get("wall_s", 0) / 60,
+        "test_mean_reinhard": scores["reinhard"]["mean"],
+        "test_pooled_dice1_reinhard": scores["reinhard"]["pooled"]["dice1"],
+        "test_mean_no_stain_norm": scores["none"]["mean"],
+        "curve": [(r["step"], round(r["task/loss"], 1)) for r in curve[::max(1, len(curve) // 20)]],
+        "baseline_classical": {"dice_avg": 0.706, "aji": 0.546},
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["workdir"])
+    app.run(main)
