@@ -3,6 +3,8 @@
 Usage: python train_task.py --patches=patches.h5 --workdir=runs/task [--real_dir=DIR]
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -22,6 +24,10 @@ def main(argv):
     patches = task_flags.patch_paths(FLAGS)
     if not patches and not FLAGS.real_dir:
         raise app.UsageError("give --patches=FILE.h5 and/or --real_dir=DIR")
+    missing = [path for path in patches if not os.path.exists(path)]
+    if missing:  # fail before the TensorFlow import: seconds, not a minute on a busy machine
+        logging.error("patch file not found: %s", ", ".join(missing))
+        return 2
     config = task_flags.to_config(FLAGS)
 
     from simgan_histo import tf_setup  # pylint: disable=import-outside-toplevel

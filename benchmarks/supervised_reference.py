@@ -43,7 +43,8 @@ def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed:
 
     manifest = json.loads((data / "manifest.json").read_text())
     kumar_train = sorted(manifest["kumar2017_split"]["train"])
-    held = set(np.random.default_rng(seed).choice(kumar_train, holdout, replace=False))
+    held = {str(name) for name in
+            np.random.default_rng(seed).choice(kumar_train, holdout, replace=False)}
     folders = {"train": workdir / "split" / "train", "holdout": workdir / "split" / "holdout"}
     for image in sorted((data / "train" / "images").glob("*.png")):
         part = "holdout" if image.stem in held else "train"
