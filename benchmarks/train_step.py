@@ -32,6 +32,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 
 sys.path.insert(0, ".")  # run from the checkout
 
@@ -93,7 +94,7 @@ class CachedInputs:
         return self.cache[key]
 
     def real_pairs(self, step, update, size):
-        key = ("real", step, update, size)
+        key = ("real", step, "discriminator", update, size)
         if key not in self.cache:
             self.cache[key] = self._inputs.real_pairs(step, update, size)
         return self.cache[key]
@@ -157,7 +158,8 @@ def main(argv):
         loop, first = build_loop(config, source, pathlib.Path(tmp) / precision)
         cached = CachedInputs(gan_data.GanInputs(source, 0, prefetch=False))
         for mode in MODES:  # traces every step function, fills the cache
-            time_mode(loop, mode, source, first, FLAGS.iterations, cached)
+            seconds = time_mode(loop, mode, source, first, FLAGS.iterations, cached)
+            logging.info("warm-up %s %s: %s s", precision, mode, [round(s, 2) for s in seconds])
         loops[precision] = (loop, first, cached)
     keras.mixed_precision.set_global_policy("float32")
     times = {(p, m): [] for p in FLAGS.precisions for m in MODES}
