@@ -9,6 +9,8 @@ restarted. Last stdout line: one JSON object.
 
 Usage: nice -n 5 python benchmarks/supervised_reference.py --workdir=runs/supervised \
     --precision=float32 --steps=6000
+(`--eval_only` re-scores the newest export; `--steps` lower than the run's step stops it
+there: the selection is made among the evaluations so far, then exported.)
 """
 
 import json
@@ -35,6 +37,10 @@ STEPS = flags.DEFINE_integer("steps", 6000, "Training steps (the budget; not wal
 EVAL_EVERY = flags.DEFINE_integer("eval_every", 500, "Held-out evaluation period, steps.")
 HOLDOUT = flags.DEFINE_integer("holdout", 4, "Train images held out for selection.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+EVAL_ONLY = flags.DEFINE_bool("eval_only", False, "Score the newest export of --workdir only.")
+BF16_INFERENCE = flags.DEFINE_bool(
+    "bf16_inference", True, "Also score a mixed_bfloat16 copy of the trained weights "
+    "(exported to <workdir>/export_bf16): the accuracy cost of bf16 at inference.")
 
 
 def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed: int):
@@ -70,6 +76,20 @@ def score_test(export_dir, data: pathlib.Path, stain_norm=None) -> dict:
     return metrics.summarize(per_image)
 
 
+def bf16_export(export_dir, workdir: pathlib.Path) -> pathlib.Path:
+    """The trained weights re-exported to compute in mixed_bfloat16 (same inference.json)."""
+    import keras  # pylint: disable=import-outside-toplevel
+    from simgan_histo.training import export  # pylint: disable=import-outside-toplevel
+
+    settings = export.load_inference_json(export_dir)
+    version = export.resolve_export_dir(export_dir)
+    config = config_lib.load(version / "assets" / "config.json")
+    model = keras.models.load_model(version / export.KERAS_FILE)
+    copy = export.with_precision(model, config.task, "mixed_bfloat16")
+    settings = {**settings, "precision": "mixed_bfloat16"}
+    return export.export_task_model(copy, workdir / "export_bf16", config, settings)
+
+
 def main(argv):
     del argv
     from simgan_histo import tf_setup  # pylint: disable=import-outside-toplevel
@@ -85,12 +105,20 @@ def main(argv):
     folders, held = split_folders(data, workdir, HOLDOUT.value, SEED.value)
     logging.info("held-out train images for selection: %s", held)
     started = time.time()
-    result = task_trainer.train_task(config, workdir, real_dir=folders["train"],
-                                     validation=f"labeled:{folders['holdout']}")
+    if EVAL_ONLY.value:
+        from simgan_histo.training import export  # pylint: disable=import-outside-toplevel
+        path = export.resolve_export_dir(workdir / "export")
+        result = {"export": path, "selection": export.load_inference_json(path)["selection"]}
+    else:
+        result = task_trainer.train_task(config, workdir, real_dir=folders["train"],
+                                         validation=f"labeled:{folders['holdout']}")
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    train = {"wall_min": (time.time() - started) / 60, "cpu_min": (usage.ru_utime + usage.ru_stime) / 60}
+    train = {"wall_min": (time.time() - started) / 60,
+             "cpu_min": (usage.ru_utime + usage.ru_stime) / 60}
     scores = {"reinhard": score_test(result["export"], data)}
     scores["none"] = score_test(result["export"], data, stain_norm="none")
+    if BF16_INFERENCE.value:
+        scores["reinhard_bf16"] = score_test(bf16_export(result["export"], workdir), data)
     (workdir / "test_metrics.json").write_text(json.dumps(scores, indent=2))
     curve = [json.loads(line) for line in (workdir / "curve.jsonl").read_text().splitlines()]
     summary = {
@@ -102,6 +130,7 @@ def main(argv):
         "test_mean_reinhard": scores["reinhard"]["mean"],
         "test_pooled_dice1_reinhard": scores["reinhard"]["pooled"]["dice1"],
         "test_mean_no_stain_norm": scores["none"]["mean"],
+        "test_mean_bf16_inference": scores.get("reinhard_bf16", {}).get("mean"),
         "curve": [(r["step"], round(r["task/loss"], 1)) for r in curve[::max(1, len(curve) // 20)]],
         "baseline_classical": {"dice_avg": 0.706, "aji": 0.546},
     }

@@ -26,7 +26,10 @@ import shutil
 import subprocess
 from typing import Optional
 
+import keras
 import tensorflow as tf
+
+from simgan_histo.models import task_net
 
 FORMAT_VERSION = 1
 INFERENCE_JSON = "inference.json"
@@ -97,6 +100,21 @@ def inference_settings(config, stain_target, selection: Optional[dict] = None,
         "git_commit": git_commit(),
         "selection": selection or {},
     }
+
+
+def with_precision(model, task_config, precision: str):
+    """A copy of the task net computing in `precision` ("float32" or "mixed_bfloat16").
+
+    Weights stay float32 either way; e.g. a float32-trained net served in bfloat16.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        copy = task_net.build_task_net(task_config, name=model.name)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _versions(export_dir: pathlib.Path):

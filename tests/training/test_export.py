@@ -94,3 +94,15 @@ def test_missing_export_is_a_clear_error(tmp_path):
     (tmp_path / "3" / "saved_model.pb").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="inference.json"):
         export.load_inference_json(tmp_path)
+
+
+def test_bfloat16_copy_serves_close_to_float32(exported):
+    copy = export.with_precision(exported["model"], exported["config"].task, "mixed_bfloat16")
+    assert copy.get_layer("task_net_enc_0_conv_0").compute_dtype == "bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    image = np.random.default_rng(5).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    full = np.asarray(exported["model"](image)["segmentation"])
+    half = np.asarray(copy(image)["segmentation"])
+    assert half.dtype == np.float32
+    np.testing.assert_allclose(half, full, atol=0.02)  # bf16 keeps ~3 significant digits
+    assert not np.array_equal(half, full)
