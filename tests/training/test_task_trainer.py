@@ -175,3 +175,29 @@ def test_instances_to_bits_by_hand():
     assert bits[0, 0] & 2 and not bits[0, 5] & 2  # the ring outside nucleus 1 only
     assert bits[2, 3] & 2 and bits[3, 3] & 2  # where nuclei 1 and 2 touch (diagonally)
     assert not bits[1, 2] & 2  # an inner pixel of nucleus 1
+
+
+def test_labeled_validation_is_named_in_the_export(tmp_path, patches):
+    real = toy_data.write_labeled_folder(tmp_path / "real", count=2, size=64)
+    config = _config(train_steps=2, eval_every=2)
+    result = task_trainer.train_task(config, tmp_path / "run", [patches],
+                                     validation=f"labeled:{real}")
+    settings = json.loads((result["export"] / "assets" / "inference.json").read_text())
+    assert settings["selection"]["validation"] == f"labeled:{real}"
+    assert settings["selection"]["step"] == 2
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_training_uses_xla_and_float32_losses(tmp_path, patches):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trainer = _trainer(_config(train_steps=3), tmp_path, patches, validation=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert trainer.jit_compile
+    trainer.run(3)
+    curve = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    assert len(curve) == 3 and all(np.isfinite(r["task/loss"]) for r in curve)
+    assert trainer.model.get_layer("task_net_enc_0_conv_0").compute_dtype == "bfloat16"
