@@ -75,11 +75,14 @@ class SynthesisConfig:
     inpaint_radius: int = 3  # cv2.inpaint Telea radius (release)
     pale_tile_threshold: float = 100.0  # tile rejected if min(nuclear colour) > this (release)
     color_jitter: float = 0.10  # aug_color magnitude (release)
-    hematoxylin_shift_max: float = 0.04  # add_h_color: H += U(0, this) (release)
+    # add_h_color: H += U(0, this). Release: 0.04, a tint of glass and tissue alike that moves
+    # the background out of its tile's LAB range (BENCHMARKS.md); stain_scale_jitter replaces it.
+    hematoxylin_shift_max: float = 0.0
     texture_gain: float = 1.3  # eosin texture scale (release)
     stain_scale_jitter: float = 0.10  # H and E × U(1 ± this) per patch (DESIGN §7; Tellez 2018)
     inpaint_closing_px: int = 5  # close the super-segmentation (0 = release; DESIGN §7)
     inpaint_fill_holes_px: int = 2500  # fill its enclosed holes up to this area: pale nuclei
+    inpaint_dilate_px: int = 1  # grow it so fills start outside dark rims (0 = release)
     tissue_std_threshold: float = 8.0  # release cyto_mask: block colour std >= 8
     min_tissue_fraction: float = 0.25  # tiles with less tissue are rejected ("no_tissue")
     source_tile_px: int = 1000  # slides are cut into tiles of this side at `mpp` (release: >1000²)
@@ -91,7 +94,7 @@ class SynthesisConfig:
         _non_negative(self, "margin_px", "overlap_redraws", "count_sd", "count_max",
                       "size_bias_sd", "speckle_max", "pale_blob_max", "color_jitter",
                       "hematoxylin_shift_max", "stain_scale_jitter", "inpaint_closing_px",
-                      "inpaint_fill_holes_px", "tissue_std_threshold")
+                      "inpaint_fill_holes_px", "inpaint_dilate_px", "tissue_std_threshold")
         _positive(self, "source_tile_px", "max_tiles_per_slide")
         _fraction(self, "quad_inset_fraction", "max_overlap", "empty_patch_probability",
                   "min_tissue_fraction")

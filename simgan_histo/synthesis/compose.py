@@ -26,6 +26,7 @@ from simgan_histo.synthesis import textures
 
 WINDOW_PAD = 10  # >= the widest filter reach (smudge blur radius 9)
 SPECKLE_RADIUS = (6.0, 11.0)  # release noise type 1 star radius, px
+TISSUE_TRIES = 32  # position redraws to find crops on tissue
 
 
 class StageTimer:
@@ -83,6 +84,21 @@ def patch_positions(rng, shape, size: int, margin: int):
     return tuple(first), tuple(second)
 
 
+def tissue_positions(rng, tile, size: int, margin: int, min_share: float):
+    """`patch_positions` redrawn (up to TISSUE_TRIES times) until both crops hold at least
+    `min_share` tissue, else the draw whose poorer crop holds the most: on a slide with
+    glass, uniform positions (release) waste patches on glass."""
+    best, best_share = None, -1.0
+    for _ in range(TISSUE_TRIES):
+        first, second = patch_positions(rng, tile.shape, size, margin)
+        share = min(tile.tissue_share(*first, size), tile.tissue_share(*second, size))
+        if share > best_share:
+            best, best_share = (first, second), share
+        if share >= min_share:
+            break
+    return best
+
+
 def _stochastic_round(rng, value: float) -> int:
     whole = int(np.floor(value))
     return whole + int(draws.chance(rng, value - whole))
@@ -99,9 +115,10 @@ def _blend(planes: np.ndarray, colour: np.ndarray, alpha: np.ndarray, box) -> No
         cv2.scaleAdd(alpha, float(colour[channel]), region, dst=region)
 
 
-def _layer(shapes: np.ndarray, size: int, blur: int, opacity: float):
-    """Blurred fill of `shapes` times `opacity` and the box it covers (x0, y0, x1, y1)."""
-    alpha = labels_lib.fill_union(shapes, size).astype(np.float32)
+def _layer(shapes: np.ndarray, size: int, blur: int, opacity: float, on_tissue: np.ndarray):
+    """Blurred fill of `shapes` (on tissue only) times `opacity`, and the box it covers
+    (x0, y0, x1, y1)."""
+    alpha = cv2.bitwise_and(labels_lib.fill_union(shapes, size), on_tissue).astype(np.float32)
     reach = blur // 2 + 1
     low = np.clip(np.floor(shapes.min(axis=(0, 1))) - reach, 0, size).astype(int)
     high = np.clip(np.ceil(shapes.max(axis=(0, 1))) + reach + 1, 0, size).astype(int)
@@ -112,7 +129,8 @@ def _layer(shapes: np.ndarray, size: int, blur: int, opacity: float):
     return alpha, (x0, y0, x1, y1)
 
 
-def add_smudges(rng, planes, tile, config, area_scale: float, bias: float) -> None:
+def add_smudges(rng, planes, tile, config, area_scale: float, bias: float,
+                on_tissue: np.ndarray) -> None:
     """Release noise type 2: faint, strongly blurred nucleus-like shapes, background label.
 
     Blurred rimless and paler than nuclei, so they teach "smudge is background", never
@@ -127,12 +145,12 @@ def add_smudges(rng, planes, tile, config, area_scale: float, bias: float) -> No
     shapes, _ = polygons.scaled_shapes(rng, polygons.shape_bank(config),
                                        rng.random((count, 2)) * size, radii)
     radius = 7 if draws.chance(rng, 0.5) else 9
-    alpha, box = _layer(shapes, size, 2 * radius + 1, draws.uniform(rng, 0.3, 0.7))
+    alpha, box = _layer(shapes, size, 2 * radius + 1, draws.uniform(rng, 0.3, 0.7), on_tissue)
     percentile = (tile.nuclear_percentile + 35) // 2 - draws.randint(rng, 12, 26)
     _blend(planes, tile.colour_by_h[int(np.clip(percentile, 0, 99))], alpha, box)
 
 
-def add_speckle(rng, planes, tile, config, area_scale: float) -> None:
+def add_speckle(rng, planes, tile, config, area_scale: float, on_tissue: np.ndarray) -> None:
     """Release noise type 1: clusters of small spiky stars, semi-transparent, background."""
     count = _stochastic_round(rng, draws.randint(rng, 0, config.speckle_max + 1) * area_scale)
     if count == 0:
@@ -143,7 +161,7 @@ def add_speckle(rng, planes, tile, config, area_scale: float) -> None:
     centers = centers + rng.normal(0.0, size / 8.0, (count, 2))
     radii = SPECKLE_RADIUS[0] + (SPECKLE_RADIUS[1] - SPECKLE_RADIUS[0]) * rng.random(count)
     stars, _ = polygons.scaled_shapes(rng, polygons.star_bank(), centers, radii)
-    alpha, box = _layer(stars, size, 3, draws.uniform(rng, 0.1, 0.35))
+    alpha, box = _layer(stars, size, 3, draws.uniform(rng, 0.1, 0.35), on_tissue)
     percentile = tile.nuclear_percentile - draws.uniform(rng, 10, 30)
     _blend(planes, tile.colour_by_h[int(np.clip(percentile, 0, 99))], alpha, box)
 
@@ -170,7 +188,7 @@ def synthesize_patch(tiles: Sequence, config, seed: int, index: int,
     size, margin = config.patch_size, config.margin_px
     canvas, pad = size + 2 * margin, min(WINDOW_PAD, margin)
     window = size + 2 * pad
-    (px, py), (rx, ry) = patch_positions(rng, tile.shape, size, margin)
+    (px, py), (rx, ry) = tissue_positions(rng, tile, size, margin, config.min_tissue_fraction)
     view = np.s_[py - pad:py + size + pad, px - pad:px + size + pad]
     _lap(timer, "positions")
 
@@ -188,8 +206,9 @@ def synthesize_patch(tiles: Sequence, config, seed: int, index: int,
                                  tile.background_mean, config)
     _lap(timer, "background")
     area_scale = (canvas / polygons.RELEASE_CANVAS_PX) ** 2
-    add_smudges(rng, planes, tile, config, area_scale, bias)
-    add_speckle(rng, planes, tile, config, area_scale)
+    on_tissue = tile.tissue[view]
+    add_smudges(rng, planes, tile, config, area_scale, bias, on_tissue)
+    add_speckle(rng, planes, tile, config, area_scale, on_tissue)
     _lap(timer, "distractors")
 
     nuclear = textures.nuclear_texture(rng, _random_crop(rng, tile.eosin, window),
@@ -228,7 +247,7 @@ def real_pair(tiles: Sequence, config, seed: int, index: int) -> Dict[str, np.nd
     tile_index = draws.randint(rng, 0, len(tiles))
     tile = tiles[tile_index]
     size = config.patch_size
-    (ax, ay), (bx, by) = patch_positions(rng, tile.shape, size, 0)
+    (ax, ay), (bx, by) = tissue_positions(rng, tile, size, 0, config.min_tissue_fraction)
     return {"image": tile.rgb[ay:ay + size, ax:ax + size].copy(),
             "reference": tile.rgb[by:by + size, bx:bx + size].copy(),
             "source": np.int32(tile_index)}
