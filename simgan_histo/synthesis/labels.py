@@ -26,12 +26,16 @@ def rasterise(vertices: np.ndarray, size: int) -> np.ndarray:
     return labels
 
 
-def fill_union(vertices: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (size, size) mask, 1 inside any of the polygons (one fillPoly call)."""
+def fill_union(vertices: np.ndarray, size: int, value: int = 1) -> np.ndarray:
+    """uint8 (size, size) mask, `value` inside any of the polygons.
+
+    One fillPoly call per polygon: given several at once, OpenCV fills with the even-odd
+    rule and leaves their overlaps empty.
+    """
     mask = np.zeros((size, size), np.uint8)
-    if len(vertices):
-        scaled = np.round(vertices * (1 << _SUBPIXEL_BITS)).astype(np.int32)
-        cv2.fillPoly(mask, list(scaled), 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    scaled = np.round(vertices * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    for polygon in scaled:
+        cv2.fillPoly(mask, [polygon], value, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
     return mask
 
 

@@ -9,8 +9,8 @@ Instead of warping a 770² raster with PIL (release), the polygon vertices are m
 the homography: a projective map sends straight edges to straight edges, so rasterising the
 mapped polygon is the same shape without the nearest-neighbour resampling. Candidates are
 drawn in vectorised chunks and accepted in order; overlap is measured in the source canvas
-(where nuclei are near-circular) on area-equivalent circles, summed over earlier nuclei,
-which bounds the overlap with their union from above.
+(where nuclei are near-circular) on slightly widened area-equivalent circles, summed over
+earlier nuclei, which bounds the overlap with their union from above.
 """
 
 import functools
@@ -25,6 +25,10 @@ from simgan_histo.synthesis import draws
 RELEASE_CANVAS_PX = 460  # the release synthesises 460² canvases; counts are per that area
 SHAPE_BANK_SIZE = 4096  # unit shapes per bank (a patch draws a few dozen)
 _SHAPE_SEED = 20190617  # fixed: every worker must build the same banks
+# Overlap is measured on circles this much wider than the area-equivalent circle: lobes of
+# irregular polygons reach past it. Calibrated on drawn masks: with 1.0, 18 % of nuclei
+# exceeded the overlap bound in pixels; with 1.15, < 1 % (tests/synthesis/test_polygons.py).
+OVERLAP_RADIUS_FACTOR = 1.15
 
 
 def polygon_vertices(rng: np.random.Generator, centers: np.ndarray, radii: np.ndarray,
@@ -180,6 +184,10 @@ def scaled_shapes(rng, bank, centers: np.ndarray, radii: np.ndarray):
     return vertices + centers.astype(np.float32)[:, None, :], areas[picks] * radii ** 2
 
 
+def _cross(u: np.ndarray, v: np.ndarray) -> float:
+    return float(u[0] * v[1] - u[1] * v[0])
+
+
 def uniform_in_quad(rng, quad: np.ndarray, count: int) -> np.ndarray:
     """`count` points uniform in a convex quadrilateral (4, 2), corners in order.
 
@@ -187,8 +195,8 @@ def uniform_in_quad(rng, quad: np.ndarray, count: int) -> np.ndarray:
     outside the quad; drawing inside the quad is the same distribution without the waste.
     """
     a, b, c, d = quad.astype(np.float64)
-    first = abs(np.cross(b - a, c - a))
-    second = abs(np.cross(c - a, d - a))
+    first = abs(_cross(b - a, c - a))
+    second = abs(_cross(c - a, d - a))
     use_second = rng.random(count) * (first + second) >= first
     u, v = rng.random(count), rng.random(count)
     fold = u + v > 1.0
@@ -288,7 +296,8 @@ def sample_nuclei(rng: np.random.Generator, config, tissue: np.ndarray, count: i
         drawn += chunk
         all_centers = np.concatenate([centers, new_centers])
         all_areas = np.concatenate([areas, new_areas])
-        chosen, stopped = _accept(all_centers, np.sqrt(all_areas / math.pi), all_areas,
+        reach = OVERLAP_RADIUS_FACTOR * np.sqrt(all_areas / math.pi)
+        chosen, stopped = _accept(all_centers, reach, all_areas,
                                   len(centers), config.max_overlap, count - len(mapped),
                                   config.overlap_redraws)
         centers = np.concatenate([centers, new_centers[chosen]])

@@ -221,13 +221,13 @@ def prepare_tile(rgb: np.ndarray, config, name: str = "tile") -> PreparedTile:
     if min(height, width) < canvas or max(height, width) < min_long_side(config):
         raise TileRejected("too_small", f"{name}: {width}×{height} px, need one side >= "
                            f"{min_long_side(config)} and both >= {canvas}")
-    if is_grayscale(rgb):
-        raise TileRejected("grayscale", f"{name}: R, G and B are equal (not H&E)")
     tissue = tissue_map(rgb, config.tissue_std_threshold)
     tissue_fraction = float(tissue.mean())
     if tissue_fraction < config.min_tissue_fraction:
         raise TileRejected("no_tissue", f"{name}: tissue covers {tissue_fraction:.0%} "
                            f"< {config.min_tissue_fraction:.0%}")
+    if is_grayscale(rgb):
+        raise TileRejected("grayscale", f"{name}: R, G and B are equal (not H&E)")
     stains = hed(rgb)
     on_tissue = tissue > 0
     hematoxylin = stains[..., 0]

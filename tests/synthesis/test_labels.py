@@ -1,0 +1,70 @@
+"""Label encodings: instance map ↔ release bit mask, on hand-made maps."""
+
+import numpy as np
+
+from simgan_histo import patch_file
+from simgan_histo.synthesis import labels
+
+
+def _square_instance(size=9, box=(3, 6)):
+    instance = np.zeros((size, size), np.uint16)
+    instance[box[0]:box[1], box[0]:box[1]] = 1
+    return instance
+
+
+def test_bits_of_one_square_by_hand():
+    mask = labels.labels_to_mask(_square_instance())
+    nucleus = (mask & patch_file.MASK_NUCLEUS) > 0
+    contour = (mask & patch_file.MASK_CONTOUR) > 0
+    centroid = (mask & patch_file.MASK_CENTROID) > 0
+    assert nucleus.sum() == 9  # the 3×3 square
+    assert contour.sum() == 25 - 9  # the ring outside it (8-neighbourhood)
+    assert not (contour & nucleus).any()
+    assert np.argwhere(centroid).tolist() == [[4, 4]]  # bbox centre
+    assert mask[4, 4] == patch_file.MASK_NUCLEUS | patch_file.MASK_CENTROID
+
+
+def test_centroid_is_the_bbox_centre_even_off_the_nucleus():
+    instance = np.zeros((10, 10), np.uint16)
+    instance[2, 2:8] = 1  # an L shape: bbox rows 2..6, cols 2..7
+    instance[2:7, 2] = 1
+    mask = labels.labels_to_mask(instance)
+    assert np.argwhere(mask & patch_file.MASK_CENTROID).tolist() == [[4, 4]]
+
+
+def test_round_trip_separated_instances():
+    rng = np.random.default_rng(0)
+    instance = np.zeros((64, 64), np.uint16)
+    for k, (row, col) in enumerate(rng.integers(0, 6, (8, 2)) * 10 + 2):
+        instance[row:row + 6, col:col + 5] = k + 1
+    instance = labels.relabel_sequential(instance)
+    recovered = labels.mask_to_labels(labels.labels_to_mask(instance))
+    # Same partition: a one-to-one map between ids.
+    pairs = set(zip(instance.ravel().tolist(), recovered.ravel().tolist()))
+    assert len(pairs) == len(set(instance.ravel().tolist())) == len(set(recovered.ravel().tolist()))
+
+
+def test_touching_instances_merge_in_bits_but_not_in_ids():
+    instance = np.zeros((12, 12), np.uint16)
+    instance[3:7, 2:6] = 1
+    instance[3:7, 6:10] = 2
+    mask = labels.labels_to_mask(instance)
+    assert (mask & patch_file.MASK_CENTROID).astype(bool).sum() == 2
+    assert labels.mask_to_labels(mask).max() == 1
+
+
+def test_rasterise_draws_later_polygons_on_top_and_relabel_compacts():
+    first = np.array([[2, 2], [12, 2], [12, 12], [2, 12]], np.float32)
+    second = first + 5
+    drawn = labels.rasterise(np.stack([first, second]), 20)
+    assert drawn[10, 10] == 2 and drawn[4, 4] == 1 and drawn[16, 16] == 2
+    gappy = np.array([[0, 3], [7, 3]], np.uint16)
+    np.testing.assert_array_equal(labels.relabel_sequential(gappy), [[0, 1], [2, 1]])
+
+
+def test_fill_union_fills_overlaps():
+    # cv2.fillPoly given several polygons at once leaves their overlap empty (even-odd).
+    first = np.array([[2, 2], [12, 2], [12, 12], [2, 12]], np.float32)
+    both = labels.fill_union(np.stack([first, first + 5]), 20)
+    assert both[10, 10] == 1 and both.sum() == 2 * 121 - 36
+    np.testing.assert_array_equal(both > 0, labels.rasterise(np.stack([first, first + 5]), 20) > 0)

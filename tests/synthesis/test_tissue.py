@@ -1,0 +1,93 @@
+"""Per-tile preparation: HED, Otsu bands, inpainting, tissue map and rejections."""
+
+import cv2
+import numpy as np
+import pytest
+from skimage import color
+
+from simgan_histo.synthesis import tissue
+from tests.synthesis.conftest import TILE_IDS
+from tests.synthesis.conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def rgb(tissue_dir):
+    return cv2.cvtColor(cv2.imread(str(tissue_dir / f"{TILE_IDS[0]}.png")), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def tile(rgb):
+    return tissue.prepare_tile(rgb, small_config(), "fixture")
+
+
+def test_hed_matches_skimage():
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    np.testing.assert_allclose(tissue.hed(pixels), color.rgb2hed(pixels), atol=1e-5)
+
+
+def test_prepared_tile_fields(tile, rgb):
+    height, width = rgb.shape[:2]
+    assert tile.background.shape == (3, height, width) and tile.background.dtype == np.uint8
+    assert tile.stain.shape == (2, height, width) and tile.stain.dtype == np.uint8
+    assert tile.eosin.shape == (height, width) and tile.tissue.dtype == np.uint8
+    assert tile.colour_by_h.shape == (100, 3)
+    assert 0.1 < tile.inpainted_fraction < 0.6
+    assert tile.nuclear_colour.min() < 100  # real nuclei: not pale
+    assert tile.tissue_fraction > 0.9 and tile.density > 1.0
+
+
+def test_inpainting_removes_hematoxylin(tile, rgb):
+    # Where the super-segmentation was inpainted, the background has much less H.
+    before = tissue.hed(rgb)[..., 0]
+    after = tissue.hed(np.ascontiguousarray(tile.background.transpose(1, 2, 0)))[..., 0]
+    darkest = before > np.percentile(before, 90)
+    assert after[darkest].mean() < 0.6 * before[darkest].mean()
+    # ... and leaves the rest of the tissue alone.
+    light = before < np.percentile(before, 40)
+    kept = (np.abs(after[light] - before[light]) < 1e-6).mean()
+    assert kept > 0.8
+
+
+def test_band_colours_are_ordered_by_hematoxylin(tile):
+    gray = tile.colour_by_h.mean(axis=1)
+    assert gray[:20].mean() > gray[-20:].mean() + 30
+
+
+def test_otsu_ignores_outliers():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(1.0, 0.1, 8000), rng.normal(2.0, 0.1, 2000),
+                             np.full(5, 100.0)])  # a few pen pixels far away
+    assert tissue.otsu_percentile(values) == pytest.approx(80.0, abs=1.0)
+
+
+def test_fill_holes_fills_enclosed_only():
+    ring = np.zeros((30, 30), np.uint8)
+    cv2.circle(ring, (15, 15), 8, 1, 2)
+    ring[0:3, 0:3] = 1
+    filled = tissue._fill_holes(ring, 400)
+    assert filled[15, 15] and not filled[28, 28]
+    assert not tissue._fill_holes(ring, 10)[15, 15]  # hole larger than the limit
+
+
+def test_tissue_share_of_a_crop(tile):
+    assert tile.tissue_share(0, 0, 96) == pytest.approx(tile.tissue[:96, :96].mean(), abs=0.05)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda rgb: np.full_like(rgb, 255), "no_tissue"),  # blank white
+    (lambda rgb: np.full_like(rgb, 8), "no_tissue"),  # all dark
+    (lambda rgb: np.repeat(rgb.mean(axis=2, keepdims=True).astype(np.uint8), 3, 2),
+     "grayscale"),
+    (lambda rgb: rgb[:100, :100], "too_small"),
+    (lambda rgb: (rgb * 0.45 + 140).astype(np.uint8), "too_pale"),
+])
+def test_rejections(rgb, make, reason):
+    with pytest.raises(tissue.TileRejected) as caught:
+        tissue.prepare_tile(make(rgb), small_config(), "bad")
+    assert caught.value.reason == reason
+
+
+def test_rejection_survives_pickling():
+    import pickle
+    error = pickle.loads(pickle.dumps(tissue.TileRejected("too_pale", "x")))
+    assert error.reason == "too_pale" and "x" in str(error)
