@@ -496,7 +496,8 @@ def cpu_small() -> Config:
         # ≈ 25 per 200²); the release's sizes give ≈ 2.3× larger nuclei (BENCHMARKS.md).
         synthesis=SynthesisConfig(patch_size=128, nucleus_radius_range=(6.0, 10.0),
                                   size_bias_mean=(1.0, 0.06), size_bias_sd=0.2,
-                                  count_mean=(20.0, 17.5), count_sd=30.0),
+                                  count_mean=(20.0, 17.5), count_sd=30.0,
+                                  min_nucleus_area_px=60),
         # 24 channels keep a joint iteration at 0.27 TFLOP (benchmarks/model_flops.py; 32: 0.33).
         refiner=RefinerConfig(filters=24, num_blocks=3, kernel_size=3, reference=small_reference),
         discriminator=DiscriminatorConfig(

@@ -74,7 +74,7 @@ def polygon_areas(vertices: np.ndarray) -> np.ndarray:
 
 
 def random_quad(rng: np.random.Generator, canvas_px: int,
-                inset_fraction: float) -> Tuple[np.ndarray, float]:
+                inset_fraction: float) -> Tuple[np.ndarray, np.ndarray]:
     """One random quadrilateral (perspective) transform per patch (release `Image.QUAD`).
 
     The source canvas is canvas·(1 + f) px; each corner coordinate of the quad is inset by
@@ -82,7 +82,8 @@ def random_quad(rng: np.random.Generator, canvas_px: int,
     i.e. a scale between about 0.6× and 3×.
 
     Returns:
-      (3×3 homography from source to canvas coordinates, source canvas side).
+      (3×3 homography from source to canvas coordinates, the source quad (4, 2): corners
+      that map to (0, 0), (c, 0), (c, c), (0, c)).
     """
     source_px = canvas_px * (1.0 + inset_fraction)
     inset = rng.random(8) * (inset_fraction * canvas_px)
@@ -91,7 +92,7 @@ def random_quad(rng: np.random.Generator, canvas_px: int,
                      [inset[6], source_px - inset[7]]], np.float32)
     square = np.array([[0, 0], [canvas_px, 0], [canvas_px, canvas_px], [0, canvas_px]],
                       np.float32)
-    return cv2.getPerspectiveTransform(quad, square), source_px
+    return cv2.getPerspectiveTransform(quad, square), quad
 
 
 def apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -209,21 +210,18 @@ def uniform_in_quad(rng, quad: np.ndarray, count: int) -> np.ndarray:
 def _candidates(rng, config, count, bias, homography, quad, tissue):
     """A chunk of valid candidates: (source centres, source areas, mapped polygons).
 
-    Valid: centre on tissue, every vertex inside the canvas and on tissue, mapped area
-    above `min_nucleus_area_px`.
+    Valid: every vertex inside the canvas and on tissue, mapped area above
+    `min_nucleus_area_px`.
     """
     size = tissue.shape[0]
     centers = uniform_in_quad(rng, quad, count)
-    mapped = np.clip(apply_homography(homography, centers), 0, size - 1).astype(np.int32)
-    centers = centers[tissue[mapped[:, 1], mapped[:, 0]] > 0]
     low, high = config.nucleus_radius_range
-    radii = (low + (high - low) * rng.random(len(centers))) * bias
+    radii = (low + (high - low) * rng.random(count)) * bias
     source, areas = scaled_shapes(rng, shape_bank(config), centers, radii)
     mapped = apply_homography(homography, source)
     inside = ((mapped >= 0) & (mapped <= size - 1)).all(axis=(1, 2))
-    cols = np.clip(mapped[..., 0], 0, size - 1).astype(np.int32)
-    rows = np.clip(mapped[..., 1], 0, size - 1).astype(np.int32)
-    valid = inside & (tissue[rows, cols] > 0).all(axis=1)
+    pixels = np.clip(mapped, 0, size - 1).astype(np.int32)
+    valid = inside & (tissue[pixels[..., 1], pixels[..., 0]] > 0).all(axis=1)
     valid &= polygon_areas(mapped) > config.min_nucleus_area_px
     return centers[valid], areas[valid], mapped[valid]
 
@@ -282,11 +280,9 @@ def sample_nuclei(rng: np.random.Generator, config, tissue: np.ndarray, count: i
       (K, V, 2) float32 vertices in canvas coordinates, K <= count, in drawing order.
     """
     size = tissue.shape[0]
-    homography, _ = random_quad(rng, size, config.quad_inset_fraction)
+    homography, quad = random_quad(rng, size, config.quad_inset_fraction)
     if count <= 0:
         return np.zeros((0, max_vertices(config), 2), np.float32)
-    quad = apply_homography(np.linalg.inv(homography), np.array(
-        [[0, 0], [size, 0], [size, size], [0, size]], np.float32))
     centers, areas, mapped = (np.zeros((0, 2)), np.zeros(0),
                               np.zeros((0, max_vertices(config), 2), np.float32))
     budget, chunk, drawn = max(config.placement_tries, 8 * count), 3 * count + 32, 0
