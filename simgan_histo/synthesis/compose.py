@@ -120,9 +120,9 @@ def _layer(shapes: np.ndarray, size: int, blur: int, opacity: float, on_tissue: 
     (x0, y0, x1, y1)."""
     alpha = cv2.bitwise_and(labels_lib.fill_union(shapes, size), on_tissue).astype(np.float32)
     reach = blur // 2 + 1
-    low = np.clip(np.floor(shapes.min(axis=(0, 1))) - reach, 0, size).astype(int)
-    high = np.clip(np.ceil(shapes.max(axis=(0, 1))) + reach + 1, 0, size).astype(int)
-    x0, y0, x1, y1 = int(low[0]), int(low[1]), int(high[0]), int(high[1])
+    xs, ys = shapes[..., 0], shapes[..., 1]
+    x0, x1 = max(0, int(xs.min()) - reach), min(size, int(xs.max()) + reach + 2)
+    y0, y1 = max(0, int(ys.min()) - reach), min(size, int(ys.max()) + reach + 2)
     if x1 > x0 and y1 > y0:
         region = alpha[y0:y1, x0:x1]
         region[...] = cv2.blur(region, (blur, blur)) * np.float32(opacity)
@@ -158,12 +158,27 @@ def add_speckle(rng, planes, tile, config, area_scale: float, on_tissue: np.ndar
     size = planes.shape[1]
     clusters = rng.random((draws.randint(rng, 1, 4), 2)) * size
     centers = clusters[(rng.random(count) * len(clusters)).astype(int)]
-    centers = centers + rng.normal(0.0, size / 8.0, (count, 2))
-    radii = SPECKLE_RADIUS[0] + (SPECKLE_RADIUS[1] - SPECKLE_RADIUS[0]) * rng.random(count)
-    stars, _ = polygons.scaled_shapes(rng, polygons.star_bank(), centers, radii)
-    alpha, box = _layer(stars, size, 3, draws.uniform(rng, 0.1, 0.35), on_tissue)
+    centers = (centers + rng.normal(0.0, size / 8.0, (count, 2))).round().astype(np.int64)
+    sprites, offsets = polygons.star_sprites(SPECKLE_RADIUS)
+    picks = (rng.random(count) * len(sprites)).astype(np.int64)
+    stars = np.zeros((size, size), np.uint8)
+    corners = centers + offsets[picks]
+    for (x, y), pick in zip(corners.tolist(), picks.tolist()):
+        sprite = sprites[pick]
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + sprite.shape[1], size), min(y + sprite.shape[0], size)
+        if x1 > x0 and y1 > y0:
+            region = stars[y0:y1, x0:x1]
+            np.maximum(region, sprite[y0 - y:y1 - y, x0 - x:x1 - x], out=region)
+    reach = 2 * int(np.ceil(2 * SPECKLE_RADIUS[1])) + 3  # widest sprite plus the blur
+    x0, y0 = (max(0, int(v) - 2) for v in corners.min(axis=0))
+    x1, y1 = (min(size, int(v) + reach) for v in corners.max(axis=0))
+    alpha = cv2.bitwise_and(stars, on_tissue).astype(np.float32)
+    if x1 > x0 and y1 > y0:
+        region = alpha[y0:y1, x0:x1]
+        region[...] = cv2.blur(region, (3, 3)) * np.float32(draws.uniform(rng, 0.1, 0.35) / 255)
     percentile = tile.nuclear_percentile - draws.uniform(rng, 10, 30)
-    _blend(planes, tile.colour_by_h[int(np.clip(percentile, 0, 99))], alpha, box)
+    _blend(planes, tile.colour_by_h[int(np.clip(percentile, 0, 99))], alpha, (x0, y0, x1, y1))
 
 
 def composite(background: np.ndarray, nuclear: np.ndarray, weights: np.ndarray,

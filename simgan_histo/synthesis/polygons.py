@@ -96,25 +96,27 @@ def random_quad(rng: np.random.Generator, canvas_px: int,
 
 
 def apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Maps (..., 2) points through a 3×3 homography."""
-    flat = points.reshape(-1, 2).astype(np.float64)
-    mapped = flat @ matrix[:, :2].T + matrix[:, 2]
-    return (mapped[:, :2] / mapped[:, 2:3]).reshape(points.shape).astype(np.float32)
+    """Maps (..., 2) points through a 3×3 homography (float32 out)."""
+    x, y = points[..., 0].astype(np.float64), points[..., 1].astype(np.float64)
+    (a, b, c), (d, e, f), (g, h, i) = matrix.tolist()
+    scale = 1.0 / (g * x + h * y + i)
+    out = np.empty(points.shape, np.float32)
+    out[..., 0] = (a * x + b * y + c) * scale
+    out[..., 1] = (d * x + e * y + f) * scale
+    return out
 
 
 def circle_overlaps(distance: np.ndarray, radius_a: np.ndarray,
                     radius_b: np.ndarray) -> np.ndarray:
-    """Intersection areas of circle pairs (vectorised lens formula)."""
+    """Intersection areas of circle pairs: a²·α + b²·β − a·d·sin α (α, β the half-angles of
+    the lens at each centre). Clipping the cosines also covers the disjoint (area 0) and
+    nested (area π·min²) cases."""
     d = np.maximum(distance, 1e-9)
     a, b = radius_a, radius_b
-    cos_a = np.clip((d * d + a * a - b * b) / (2 * d * a), -1.0, 1.0)
-    cos_b = np.clip((d * d + b * b - a * a) / (2 * d * b), -1.0, 1.0)
-    kite = (-d + a + b) * (d + a - b) * (d - a + b) * (d + a + b)
-    lens = a * a * np.arccos(cos_a) + b * b * np.arccos(cos_b) - 0.5 * np.sqrt(
-        np.maximum(kite, 0.0))
-    inside = d <= np.abs(a - b)
-    lens = np.where(inside, math.pi * np.minimum(a, b) ** 2, lens)
-    return np.where(d >= a + b, 0.0, lens)
+    a2, b2, d2 = a * a, b * b, d * d
+    cos_a = np.clip((d2 + a2 - b2) / (2.0 * d * a), -1.0, 1.0)
+    cos_b = np.clip((d2 + b2 - a2) / (2.0 * d * b), -1.0, 1.0)
+    return a2 * np.arccos(cos_a) + b2 * np.arccos(cos_b) - a * d * np.sqrt(1.0 - cos_a * cos_a)
 
 
 def nucleus_count(rng: np.random.Generator, config, density: float, canvas_px: int) -> int:
@@ -173,6 +175,25 @@ def star_bank(num_vertices: int = 40) -> Tuple[np.ndarray, np.ndarray]:
     return shapes, polygon_areas(shapes)
 
 
+@functools.lru_cache(maxsize=2)
+def star_sprites(radius_range: Tuple[float, float], count: int = SHAPE_BANK_SIZE):
+    """`count` stars of the star bank at radii U(radius_range), rasterised once (fixed seed):
+    (list of uint8 0/255 masks, (count, 2) int offsets of their centres). Stamping a
+    sprite costs a slice; filling a 40-vertex polygon per star cost ~6 µs each."""
+    rng = np.random.default_rng(_SHAPE_SEED + 2)
+    shapes = star_bank()[0][:count] * rng.uniform(*radius_range, count)[:, None, None]
+    sprites, offsets = [], np.zeros((count, 2), np.int64)
+    for index, shape in enumerate(shapes):
+        low = np.floor(shape.min(axis=0)).astype(np.int64)
+        side = np.ceil(shape.max(axis=0)).astype(np.int64) - low + 1
+        sprite = np.zeros((side[1], side[0]), np.uint8)
+        cv2.fillPoly(sprite, [np.round((shape - low) * 16).astype(np.int32)], 255,
+                     lineType=cv2.LINE_8, shift=4)
+        sprites.append(sprite)
+        offsets[index] = low
+    return sprites, offsets
+
+
 def scaled_shapes(rng, bank, centers: np.ndarray, radii: np.ndarray):
     """Random bank shapes scaled by `radii` and moved to `centers`.
 
@@ -207,7 +228,7 @@ def uniform_in_quad(rng, quad: np.ndarray, count: int) -> np.ndarray:
     return a + u[:, None] * (corner1 - a) + v[:, None] * (corner2 - a)
 
 
-def _candidates(rng, config, count, bias, homography, quad, tissue):
+def _candidates(rng, config, count, bias, homography, quad, tissue, full_tissue):
     """A chunk of valid candidates: (source centres, source areas, mapped polygons).
 
     Valid: every vertex inside the canvas and on tissue, mapped area above
@@ -219,11 +240,19 @@ def _candidates(rng, config, count, bias, homography, quad, tissue):
     radii = (low + (high - low) * rng.random(count)) * bias
     source, areas = scaled_shapes(rng, shape_bank(config), centers, radii)
     mapped = apply_homography(homography, source)
-    inside = ((mapped >= 0) & (mapped <= size - 1)).all(axis=(1, 2))
-    pixels = np.clip(mapped, 0, size - 1).astype(np.int32)
-    valid = inside & (tissue[pixels[..., 1], pixels[..., 0]] > 0).all(axis=1)
+    flat = mapped.reshape(count, -1)
+    valid = (flat.min(axis=1) >= 0) & (flat.max(axis=1) <= size - 1)
+    if not full_tissue:
+        pixels = np.clip(mapped, 0, size - 1).astype(np.int32)
+        valid &= tissue[pixels[..., 1], pixels[..., 0]].min(axis=1) > 0
     valid &= polygon_areas(mapped) > config.min_nucleus_area_px
     return centers[valid], areas[valid], mapped[valid]
+
+
+@functools.lru_cache(maxsize=256)
+def _earlier(new: int, total: int, num_old: int) -> np.ndarray:
+    """(new, total) bool: entry (i, j) is True when candidate j comes before new one i."""
+    return np.tri(new, total, num_old - 1, dtype=bool)
 
 
 def _accept(centers, radii, areas, num_old, max_overlap, budget, patience):
@@ -234,10 +263,11 @@ def _accept(centers, radii, areas, num_old, max_overlap, budget, patience):
     entries are already accepted. Returns (indices of accepted new entries, stopped early).
     """
     total, new = len(centers), len(centers) - num_old
-    delta = centers[num_old:, None, :] - centers[None, :, :]
-    distance = np.sqrt((delta ** 2).sum(-1))
-    rows, cols = np.nonzero((distance < radii[num_old:, None] + radii[None, :])
-                            & (np.arange(total)[None, :] < np.arange(num_old, total)[:, None]))
+    dx = centers[num_old:, 0:1] - centers[:, 0]
+    dy = centers[num_old:, 1:2] - centers[:, 1]
+    distance = np.sqrt(dx * dx + dy * dy)
+    close = (distance < radii[num_old:, None] + radii) & _earlier(new, total, num_old)
+    rows, cols = np.nonzero(close)
     overlap = np.zeros((new, total))
     overlap[rows, cols] = circle_overlaps(distance[rows, cols], radii[rows + num_old],
                                           radii[cols])
@@ -249,6 +279,8 @@ def _accept(centers, radii, areas, num_old, max_overlap, budget, patience):
             break
         accepted[num_old:] = step
     chosen = np.flatnonzero(accepted[num_old:])
+    if new - len(chosen) < patience:  # too few rejections for a stalled run
+        return chosen[:budget], False
     # A run of `patience` rejections before the next acceptance ends the drawing.
     gaps = np.diff(chosen, prepend=-1) - 1
     stalled = np.flatnonzero(gaps >= patience)
@@ -286,9 +318,10 @@ def sample_nuclei(rng: np.random.Generator, config, tissue: np.ndarray, count: i
     centers, areas, mapped = (np.zeros((0, 2)), np.zeros(0),
                               np.zeros((0, max_vertices(config), 2), np.float32))
     budget, chunk, drawn = max(config.placement_tries, 8 * count), 3 * count + 32, 0
+    full_tissue = cv2.countNonZero(tissue) == tissue.size
     while drawn < budget and len(mapped) < count:
         new_centers, new_areas, new_mapped = _candidates(rng, config, chunk, bias, homography,
-                                                         quad, tissue)
+                                                         quad, tissue, full_tissue)
         drawn += chunk
         all_centers = np.concatenate([centers, new_centers])
         all_areas = np.concatenate([areas, new_areas])

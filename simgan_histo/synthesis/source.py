@@ -69,6 +69,7 @@ def _tile_boxes(slide, downsample: float, config) -> List[Tuple[float, float]]:
 def read_tiles(path: pathlib.Path, config, mpp: Optional[float],
                counts: collections.Counter) -> Iterator[Tuple[str, np.ndarray]]:
     """(name, RGB at config.mpp) for each candidate tile of one file; failures counted."""
+    counts["files_read"] += 1
     try:
         slide = reader.open_slide(path, mpp=mpp)
     except reader.SlideReadError as error:
@@ -160,7 +161,8 @@ class TissueSource:
         candidates = ((name, rgb, config) for path in files if _supported(path)
                       for name, rgb in read_tiles(path, config, mpp, counts))
         tiles = _prepare_all(candidates, counts, max_tiles, workers)
-        source = cls(tiles, config, dict(counts), len(files))
+        files_read = counts.pop("files_read", 0) + len(unsupported)
+        source = cls(tiles, config, dict(counts), files_read)
         if not tiles:
             raise ValueError(f"no usable tissue tile in {paths_or_dir}: {source.summary()}. "
                              f"Tiles need H&E tissue of at least "
