@@ -297,7 +297,7 @@ class TaskConfig:
     eval_every: int = 500  # held-out validation; the best evaluation is the stopping point
     max_validation_patches: int = 64  # cap on held-out synthetic patches (CPU budget)
     selection_metric: str = "aji"  # stopping point and thresholds: "aji", "dice_avg" or "loss"
-    seg_threshold_grid: Tuple[float, ...] = (0.2, 0.33, 0.45, 0.6)  # includes the release 0.33
+    seg_threshold_grid: Tuple[float, ...] = (0.2, 0.33, 0.45, 0.6, 0.75)  # incl. release 0.33
     det_threshold_grid: Tuple[float, ...] = (0.03, 0.07, 0.15, 0.3, 0.5)  # includes release 0.07
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
