@@ -213,7 +213,8 @@ def synthesize_patch(tiles: Sequence, config, seed: int, index: int,
         rng, config, tile.tissue[py - margin:py + size + margin, px - margin:px + size + margin],
         count, bias)
     _lap(timer, "mask_sampling")
-    labels = labels_lib.rasterise(vertices - np.float32(margin - pad), window)
+    labels = labels_lib.rasterise(vertices - np.float32(margin - pad), window,
+                                  keep=(pad, pad, pad + size, pad + size))
     _lap(timer, "rasterise")
 
     planes = textures.background(rng, tile.background[(slice(None),) + view],
@@ -241,8 +242,7 @@ def synthesize_patch(tiles: Sequence, config, seed: int, index: int,
     image = composite(planes, nuclear, weights, slice(pad, pad + size))
     _lap(timer, "composite")
 
-    instances = labels_lib.relabel_sequential(labels[pad:pad + size, pad:pad + size])
-    mask = labels_lib.labels_to_mask(instances)
+    instances, mask = labels_lib.instances_and_mask(labels[pad:pad + size, pad:pad + size])
     _lap(timer, "labels")
     reference = tile.rgb[ry:ry + size, rx:rx + size].copy()
     _lap(timer, "reference")

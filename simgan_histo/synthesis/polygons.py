@@ -159,6 +159,7 @@ def _shape_bank(irregularity, spikiness, vertices_range, num_vertices_max):
     return shapes, polygon_areas(shapes)
 
 
+@functools.lru_cache(maxsize=16)
 def shape_bank(config) -> Tuple[np.ndarray, np.ndarray]:
     """((SHAPE_BANK_SIZE, V, 2) unit nucleus shapes, their areas) for this config."""
     return _shape_bank(tuple(config.irregularity), tuple(config.spikiness),
@@ -206,26 +207,24 @@ def scaled_shapes(rng, bank, centers: np.ndarray, radii: np.ndarray):
     return vertices + centers.astype(np.float32)[:, None, :], areas[picks] * radii ** 2
 
 
-def _cross(u: np.ndarray, v: np.ndarray) -> float:
-    return float(u[0] * v[1] - u[1] * v[0])
-
-
 def uniform_in_quad(rng, quad: np.ndarray, count: int) -> np.ndarray:
     """`count` points uniform in a convex quadrilateral (4, 2), corners in order.
 
     The release drew centres uniformly on the whole source canvas and rejected those
     outside the quad; drawing inside the quad is the same distribution without the waste.
     """
-    a, b, c, d = quad.astype(np.float64)
-    first = abs(_cross(b - a, c - a))
-    second = abs(_cross(c - a, d - a))
-    use_second = rng.random(count) * (first + second) >= first
-    u, v = rng.random(count), rng.random(count)
+    (ax, ay), (bx, by), (cx, cy), (dx, dy) = quad.tolist()
+    first = abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))  # 2 × triangle abc
+    second = abs((cx - ax) * (dy - ay) - (cy - ay) * (dx - ax))  # 2 × triangle acd
+    draws_ = rng.random((3, count))
+    use_second = draws_[0] * (first + second) >= first
+    u, v = draws_[1], draws_[2]
     fold = u + v > 1.0
-    u[fold], v[fold] = 1.0 - u[fold], 1.0 - v[fold]
-    corner1 = np.where(use_second[:, None], c, b)
-    corner2 = np.where(use_second[:, None], d, c)
-    return a + u[:, None] * (corner1 - a) + v[:, None] * (corner2 - a)
+    u, v = np.where(fold, 1.0 - u, u), np.where(fold, 1.0 - v, v)
+    # Triangle (a, b, c) or (a, c, d): a + u·(p − a) + v·(q − a).
+    px, py = np.where(use_second, cx, bx) - ax, np.where(use_second, cy, by) - ay
+    qx, qy = np.where(use_second, dx, cx) - ax, np.where(use_second, dy, cy) - ay
+    return np.stack([ax + u * px + v * qx, ay + u * py + v * qy], axis=1)
 
 
 def _candidates(rng, config, count, bias, homography, quad, tissue, full_tissue):

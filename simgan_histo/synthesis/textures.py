@@ -106,11 +106,12 @@ def smooth_field(rng, size: int) -> np.ndarray:
 
 
 def _random_blur(rng, plane: np.ndarray) -> np.ndarray:
-    """Release per-channel blur: a random positive 3×3 (p 0.7) or 5×5 kernel."""
+    """Release per-channel blur: a random positive 3×3 (p 0.7) or 5×5 kernel; here the
+    outer product of two random positive 1-D kernels (separable: a third of the work)."""
     size = 3 if draws.chance(rng, 0.7) else 5
-    kernel = rng.random((size, size), dtype=np.float32) + np.float32(1.0)
-    kernel /= kernel.sum()
-    return cv2.filter2D(plane, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    taps = rng.random((2, size), dtype=np.float32) + np.float32(1.0)
+    taps /= taps.sum(axis=1, keepdims=True)
+    return cv2.sepFilter2D(plane, -1, taps[0], taps[1], borderType=cv2.BORDER_REFLECT)
 
 
 def nuclear_texture(rng, eosin: np.ndarray, colour: np.ndarray, config) -> np.ndarray:
@@ -163,16 +164,12 @@ def _salt_and_pepper(rng, texture: np.ndarray) -> np.ndarray:
     return out
 
 
-def _percentile_threshold(texture: np.ndarray, nucleus: np.ndarray, percentile: float) -> int:
-    """The `percentile` of `texture` inside `nucleus`, on every other pixel (exact enough
-    for a random threshold, 4× cheaper)."""
-    sub_texture = np.ascontiguousarray(texture[::2, ::2])
-    sub_nucleus = np.ascontiguousarray(nucleus[::2, ::2])
-    histogram = cv2.calcHist([sub_texture], [0], sub_nucleus, [256], [0, 256]).ravel()
-    total = histogram.sum()
-    if total == 0:
-        return 0
-    return int(np.searchsorted(np.cumsum(histogram), percentile / 100.0 * total))
+def _percentile_threshold(texture: np.ndarray, percentile: float) -> int:
+    """The `percentile` of `texture`. The release took it over the nuclear pixels only;
+    the texture comes from an unrelated crop, so its values inside the nuclei follow the
+    same distribution as over the whole crop, which needs no mask."""
+    histogram = cv2.calcHist([texture], [0], None, [256], [0, 256]).ravel()
+    return int(np.searchsorted(np.cumsum(histogram), percentile / 100.0 * texture.size))
 
 
 def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray,
@@ -189,7 +186,7 @@ def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray,
     """
     transparency = transparency_percentile(rng, mean_area)
     texture = _salt_and_pepper(rng, clearing)
-    threshold = _percentile_threshold(texture, nucleus, transparency)
+    threshold = _percentile_threshold(texture, transparency)
     opaque = cv2.bitwise_and(nucleus, cv2.compare(texture, threshold, cv2.CMP_GE))
     edge = cv2.subtract(nucleus, cv2.erode(nucleus, _RING))
     if draws.chance(rng, 0.66):

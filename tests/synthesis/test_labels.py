@@ -68,3 +68,12 @@ def test_fill_union_fills_overlaps():
     both = labels.fill_union(np.stack([first, first + 5]), 20)
     assert both[10, 10] == 1 and both.sum() == 2 * 121 - 36
     np.testing.assert_array_equal(both > 0, labels.rasterise(np.stack([first, first + 5]), 20) > 0)
+
+
+def test_polygons_missing_the_kept_crop_share_one_outside_id():
+    inside = np.array([[4, 4], [10, 4], [10, 10], [4, 10]], np.float32)
+    outside = inside + [16, 0]  # right of the crop x < 12
+    drawn = labels.rasterise(np.stack([outside, inside]), 30, keep=(0, 0, 12, 30))
+    assert drawn[6, 6] == 1 and drawn[6, 22] == labels.OUTSIDE_ID
+    ids, mask = labels.instances_and_mask(drawn[:, :12])
+    assert ids.max() == 1 and (mask & 1).sum() == 49
