@@ -464,7 +464,7 @@ def release_2019() -> Config:
     return Config(
         preset="release_2019",
         synthesis=SynthesisConfig(patch_size=400),
-        task=TaskConfig(crop_size=400),
+        task=TaskConfig(crop_size=400),  # U-Net 16…256: 208 kFLOP/px forward, 5.75 M params
         gan=GanTrainConfig(),
     )
 
@@ -478,7 +478,8 @@ def paper_2017() -> Config:
         discriminator=DiscriminatorConfig(
             stage_filters=(48, 80, 80), stage_convs=(1, 3, 3), stage_pools=(2, 2, 2),
             head_filters=(64,), head_kernel_sizes=(1,), kernel_size=3, padding="same"),
-        # 14 trunk convs + the 3×3 logit conv = the paper's 15 conv layers, 2 pools.
+        # 14 trunk convs + the 3×3 logit conv = the paper's 15 conv layers, 2 pools;
+        # 224 kFLOP/px forward, 0.72 M params.
         task=TaskConfig(architecture="cnn15", filters=(32, 64, 128), convs_per_level=(5, 5, 4),
                         crop_size=200),
         gan=GanTrainConfig(lambda_l1=0.01, lambda_l2=0.1, refiner_learning_rate=1e-5,
@@ -510,6 +511,7 @@ def cpu_small() -> Config:
             refiner_warmup_steps=100, discriminator_warmup_steps=100, adversarial_steps=100,
             task_warmup_steps=200, joint_steps=2000, task_final_steps=500, k_task=2,
             summary_every=50, checkpoint_every=100),
+        # U-Net 16-32-64-128: 88.4 kFLOP/px forward (≈ 3× per trained pixel), 0.57 M params.
         task=TaskConfig(filters=(16, 32, 64, 128), convs_per_level=(2, 2, 2, 2), crop_size=128,
                         batch_size=8, learning_rate=1e-3, train_steps=4000),
     )
@@ -523,7 +525,7 @@ def demo() -> Config:
         gan=dict(refiner_warmup_steps=30, discriminator_warmup_steps=30, adversarial_steps=30,
                  task_warmup_steps=60, joint_steps=300, task_final_steps=200, buffer_capacity=2000,
                  summary_every=25, checkpoint_every=50),
-        task=dict(train_steps=1500),
+        task=dict(train_steps=1500),  # cpu_small's U-Net: 88.4 kFLOP/px forward
     )
 
 
@@ -545,7 +547,7 @@ def tiny() -> Config:
             discriminator_warmup_steps=1, adversarial_steps=1, task_warmup_steps=1, joint_steps=2,
             task_final_steps=1, k_task=1, summary_every=1, checkpoint_every=1),
         task=TaskConfig(filters=(8, 16), convs_per_level=(1, 1), crop_size=64, batch_size=2,
-                        train_steps=2),
+                        train_steps=2),  # U-Net 8-16: 5.3 kFLOP/px forward, 4.3 k params
         wsi=WsiConfig(tile_size_px=256, overlap_px=48),
     )
 
