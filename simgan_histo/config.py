@@ -505,7 +505,12 @@ def cpu_small() -> Config:
             first_filters=32, stage_filters=(32, 48, 64), stage_convs=(1, 1, 1),
             stage_pools=(2, 2, 2), head_filters=(64,), head_kernel_sizes=(3,), kernel_size=3,
             padding="same", reference=small_reference),
+        # λ1/λ2 of the released 2017 code (1000× the paper's): with the paper's values, summed
+        # L_reg at 128² and Adam 1e-4, the mean |Δ| reached 0.9 in [-1, 1] units (≈ 115 grey
+        # levels) after 50 adversarial iterations; 0.01/0.1 kept it ≈ 1.5 grey levels and cut
+        # the realism distance by 15 % in 40 (0.1/1.0: 3 %) (benchmarks/refiner_realism.py).
         gan=GanTrainConfig(
+            lambda_l1=0.01, lambda_l2=0.1,
             batch_size=8, buffer_capacity=10000, refiner_learning_rate=1e-4,
             discriminator_learning_rate=1e-4, task_learning_rate=1e-3, optimizer="adam",
             refiner_warmup_steps=100, discriminator_warmup_steps=100, adversarial_steps=100,

@@ -1,6 +1,7 @@
 """Subprocess entry for the refiner-trainer tests (determinism and devices are per process).
 
 Usage: python -m tests.training.refiner_worker WORKDIR TISSUE ITERATIONS [--mirrored]
+       [--no_prefetch]
 Runs `train_refiner` at the `tiny` preset under op determinism and prints its summary as
 JSON on the last line; the tests read the checkpoints, events and buffer it leaves.
 """
@@ -28,7 +29,8 @@ def main(argv):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mirrored else None
     source = synthesis.TissueSource.from_paths(tissue, config.synthesis, mpp=0.25)
     summary = refiner_run.train_refiner(config, workdir, source, num_iterations=iterations,
-                                        strategy=strategy, export=not mirrored)
+                                        strategy=strategy, export=not mirrored,
+                                        prefetch="--no_prefetch" not in argv)
     print(json.dumps(summary))
 
 
