@@ -59,6 +59,19 @@ def refine_with_export(export_root: pathlib.Path, images, references, batch: int
     return np.concatenate(out), str(version)
 
 
+def matmul_gflops(n: int = 2048, repeats: int = 4) -> float:
+    """fp32 matmul rate now (how loaded the machine is; ≈ 213 GFLOP/s idle, DESIGN §4)."""
+    import time
+    tf = tf_setup.import_tensorflow()
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        result = tf.linalg.matmul(a, b)
+    result.numpy()
+    return repeats * 2 * n ** 3 / (time.perf_counter() - start) / 1e9
+
+
 def write_preview(path: pathlib.Path, initial, refined, real, rows: int = 6) -> None:
     import cv2
     grid = np.concatenate([np.concatenate([initial[i], refined[i], real[i]], axis=1)
@@ -78,8 +91,10 @@ def main(argv):
     workdir = pathlib.Path(FLAGS.workdir)
     source = synthesis.TissueSource.from_paths(FLAGS.tissue, config.synthesis, mpp=FLAGS.mpp,
                                                max_tiles=FLAGS.max_tiles)
+    rates = [matmul_gflops()]
     if not FLAGS.evaluate_only:
         refiner_run.train_refiner(config, workdir, source, max_seconds=60 * FLAGS.minutes)
+        rates.append(matmul_gflops())
     training = json.loads((workdir / "refiner_summary.json").read_text())
     seed = config.runtime.seed + HELD_OUT_SEED_OFFSET
     triples = synthesis.make_batch(source, seed, range(FLAGS.triples))
@@ -99,7 +114,8 @@ def main(argv):
               "tissue_tiles": source.num_tiles, "export": export,
               "training": {key: training.get(key) for key in
                            ("iterations", "total_iterations", "phase", "seconds", "stopped")},
-              "load_average_1min": os.getloadavg()[0], **result,
+              "load_average_1min": os.getloadavg()[0],
+              "matmul_fp32_gflops_before_after": [round(r, 1) for r in rates], **result,
               "meets": {"swd_reduction": result["swd_reduction"] >= TARGETS["swd_reduction"],
                         "dice_ratio": result["dice_ratio"] >= TARGETS["dice_ratio"]}}
     (workdir / "realism.json").write_text(json.dumps(report, indent=2, sort_keys=True))

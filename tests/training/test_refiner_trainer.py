@@ -7,6 +7,7 @@ start together in one module fixture, so their TensorFlow start-ups and tracing 
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -42,9 +43,19 @@ def _finish(process) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _latest_named(state: pathlib.Path) -> int:
+    """The checkpoint number the manager's state file names (-1 before the first)."""
+    found = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', state.read_text(), re.M) \
+        if state.exists() else None
+    return int(found.group(1)) if found else -1
+
+
 def _kill_after_checkpoint(process, workdir: pathlib.Path, number: int) -> None:
     deadline = time.time() + 600
-    while not (workdir / "checkpoints" / f"ckpt-{number}.index").exists():
+    # Wait for the state file to name the checkpoint (it is written after ckpt-N.index), so
+    # the resumed run starts from N; a kill between the two would resume from N - 1.
+    state = workdir / "checkpoints" / "checkpoint"
+    while _latest_named(state) < number:
         assert process.poll() is None, process.communicate()[1][-3000:]
         assert time.time() < deadline
         time.sleep(0.02)
@@ -175,14 +186,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(workdir, tissu
     from simgan_histo.training import refiner_run, refiner_trainer
 
     source = synthesis.TissueSource.from_paths(tissue, tiny_config.synthesis, mpp=0.25)
-    refiner_run.train_refiner(tiny_config, workdir, source, num_iterations=1, export=False)
-    # An overflowing regulariser makes the refiner's loss infinite at the next iteration.
+    refiner_run.train_refiner(tiny_config, workdir, source, num_iterations=2, export=False)
+    # An overflowing regulariser makes the refiner's loss infinite at its next update
+    # (iteration 2, the adversarial phase: iteration 1 only trained D).
     poisoned = tiny_config.replace(gan={"alpha": 1e38, "lambda_l1": 1e38})
-    with pytest.raises(refiner_trainer.NonFiniteLossError, match="iteration 1"):
+    with pytest.raises(refiner_trainer.NonFiniteLossError, match="iteration 2"):
         refiner_run.train_refiner(poisoned, workdir, source, export=False)
     checkpoints = sorted(p.name for p in (workdir / "checkpoints").glob("ckpt-*.index"))
-    assert checkpoints == ["ckpt-1.index"]
-    for name, value in _checkpoint(workdir, 1).items():
+    assert checkpoints == ["ckpt-1.index", "ckpt-2.index"]
+    assert not (workdir / "export").exists()  # no exports of a failed run
+    assert json.loads((workdir / "refiner_summary.json").read_text())["iterations"] == 2
+    for name, value in _checkpoint(workdir, 2).items():
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             assert np.isfinite(value).all(), name
 
