@@ -6,8 +6,10 @@ and, at the end, the SavedModels of the refiner and the discriminator and a patc
 the buffer for `train_task.py`.
 """
 
+import collections
 import json
 import pathlib
+import statistics
 import time
 from typing import Optional
 
@@ -266,7 +268,10 @@ def _run(loop: TrainingLoop, start: int, end: int, deadline: Optional[float]) ->
     """Iterations start..end-1 (or until `deadline`); returns the iteration reached."""
     trainer, gan = loop.trainer, loop.gan
     loop.inputs.request(loop.planned_inputs(start, len(loop.buffer)) if start < end else [])
-    bar = tqdm(range(start, end), initial=start, total=end, desc="refiner", disable=None)
+    # tqdm's own ETA assumes equal iterations; ours weighs the phases (schedule docs).
+    bar = tqdm(range(start, end), initial=start, total=end, desc="refiner", disable=None,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]")
+    recent = collections.defaultdict(lambda: collections.deque(maxlen=25))
     for iteration in bar:
         tick = time.perf_counter()
         loop.prefetch_next(iteration, end)
@@ -278,7 +283,11 @@ def _run(loop: TrainingLoop, start: int, end: int, deadline: Optional[float]) ->
             loop.summarise(iteration + 1, scalars, time.perf_counter() - tick)
         if (iteration + 1) % gan.checkpoint_every == 0 or done:
             trainer.save(loop.buffer, iteration + 1)
-        bar.set_postfix_str(schedule.iteration_at(iteration, gan).phase, refresh=False)
+        phase = schedule.iteration_at(iteration, gan).phase
+        recent[phase].append(time.perf_counter() - tick)
+        eta = schedule.remaining_seconds(iteration + 1, end, gan, {
+            name: statistics.median(seconds) for name, seconds in recent.items()})
+        bar.set_postfix_str(f"{phase}, ETA {tqdm.format_interval(eta or 0)}", refresh=False)
         if done:
             bar.close()
             return iteration + 1

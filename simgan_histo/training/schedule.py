@@ -16,7 +16,7 @@ saved schedule state beyond the step counter.
 """
 
 import dataclasses
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 PHASES = ("refiner_warmup", "disc_warmup", "adversarial", "task_warmup", "joint", "task_final")
 PUSH_START_FRACTION = 0.9  # release: pushes begin at k > 900 of 1000 warm-up steps
@@ -74,3 +74,35 @@ def _make(phase: str, offset: int, length: int, gan) -> Iteration:
     if phase == "joint":
         return Iteration(phase, gan.k_g, gan.k_d, gan.k_task, adversarial=True, push=True)
     return Iteration(phase, 0, 0, gan.k_task, adversarial=False, push=False)
+
+
+def updates_per_iteration(phase: str, gan_config) -> int:
+    """Network updates (refiner + discriminator + task net) of one iteration of `phase`."""
+    plan = _make(phase, 0, 1, gan_config)
+    return plan.refiner_updates + plan.discriminator_updates + plan.task_updates
+
+
+def remaining_seconds(start: int, end: int, gan_config,
+                      phase_seconds: Dict[str, float]) -> Optional[float]:
+    """Expected wall time of iterations start..end-1 (the progress bar's ETA).
+
+    Phases cost very different times per iteration (≈ 10× between the refiner warm-up and
+    the joint phase at cpu_small), so a plain iterations-per-second ETA is far off. Each
+    phase runs at its measured seconds per iteration (`phase_seconds`); a phase not run yet
+    at its number of updates × the mean measured seconds per update. None before any
+    measurement.
+    """
+    rates = [seconds / updates_per_iteration(phase, gan_config)
+             for phase, seconds in phase_seconds.items()
+             if updates_per_iteration(phase, gan_config)]
+    if not rates:
+        return None
+    per_update = sum(rates) / len(rates)
+    total, offset = 0.0, 0
+    for phase, length in phase_lengths(gan_config):
+        count = min(end, offset + length) - max(start, offset)
+        if count > 0:
+            total += count * phase_seconds.get(
+                phase, updates_per_iteration(phase, gan_config) * per_update)
+        offset += length
+    return total

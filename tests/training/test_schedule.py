@@ -38,3 +38,16 @@ def test_buffer_pushes_start_in_the_last_tenth_of_the_refiner_warmup():
     gan = _gan()
     pushes = [schedule.iteration_at(step, gan).push for step in range(10)]
     assert pushes == [False] * 9 + [True]
+
+
+def test_eta_weighs_each_phase_by_its_measured_or_estimated_cost():
+    gan = _gan()  # updates per iteration: warm-ups 1, adversarial 3, task 6, joint 9, final 6
+    assert schedule.updates_per_iteration("joint", gan) == 9
+    assert schedule.remaining_seconds(0, 25, gan, {}) is None
+    # Measured: refiner warm-up 2 s/iteration (2 s per update). Everything else by updates:
+    # 9·2 (rest of warm-up) + 3·2 + 2·6 + 4·12 + 5·18 + 1·12 = 186.
+    assert schedule.remaining_seconds(1, 25, gan, {"refiner_warmup": 2.0}) == 186.0
+    # A measured joint phase (9 s/iteration: 1 s per update) enters the per-update mean
+    # (2 + 1) / 2 = 1.5 s; from iteration 20 (joint) to 24: 4·9 + 1·(6·1.5).
+    assert schedule.remaining_seconds(20, 25, gan, {"refiner_warmup": 2.0, "joint": 9.0}) == 45.0
+    assert schedule.remaining_seconds(3, 2, gan, {"joint": 9.0}) == 0.0
