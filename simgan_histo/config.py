@@ -527,8 +527,10 @@ def demo() -> Config:
     base = cpu_small()
     return base.replace(
         preset="demo",
+        # No final task-net phase: the pipeline trains its own task net from the buffer (the
+        # GAN's task net only serves L_hard and is not exported); saves ≈ 18 TFLOP ≈ 3 min.
         gan=dict(refiner_warmup_steps=30, discriminator_warmup_steps=30, adversarial_steps=30,
-                 task_warmup_steps=60, joint_steps=300, task_final_steps=200, buffer_capacity=2000,
+                 task_warmup_steps=60, joint_steps=300, task_final_steps=0, buffer_capacity=2000,
                  summary_every=25, checkpoint_every=50),
         task=dict(train_steps=1500),  # cpu_small's U-Net: 88.4 kFLOP/px forward
     )
