@@ -1,7 +1,8 @@
 """Flags of `predict.py`: images in, instance masks out, and overrides of inference.json.
 
-`--model`, `--out`, `--mpp`, `--stain_norm`, `--tile_size` and `--overlap` are the flags
-`segment_wsi.py` defines (flags/wsi.py; each flag is defined once); this module adds the
+`--model`, `--stain_norm`, `--tile_size` and `--overlap` are the flags `segment_wsi.py`
+defines (flags/wsi.py), `--out` and `--mpp` are shared (flags/shared.py); each flag is
+defined once. This module adds the
 image folder, the method and the watershed overrides. A flag the user did not set leaves the
 export's inference.json value in force.
 """
@@ -39,8 +40,8 @@ COMPACTNESS = flags.DEFINE_float(
 # Field names of `postprocess.watershed.Thresholds` (flags/ imports no library module).
 THRESHOLD_FLAGS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
                    "max_area_px", "compactness")
-# Reused from flags/wsi.py; key flags of this module, so a script that adopts this module's
-# key flags shows them in --help.
+# Reused from flags/wsi.py and flags/shared.py; key flags of this module, so a script that
+# adopts this module's key flags shows them in --help.
 SHARED = ("model", "out", "mpp", "stain_norm", "tile_size", "overlap")
 MODEL, OUT, MPP = wsi_flags.MODEL, wsi_flags.OUT, wsi_flags.MPP
 for _name in SHARED:

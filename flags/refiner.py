@@ -5,19 +5,21 @@ import dataclasses
 from absl import flags
 
 from flags import common
+from flags import shared
 
 REF_DIR = flags.DEFINE_string(
     "ref_dir", None, "Real H&E tissue: a folder of images/slides or one file. "
     "Default: the CC0 sample slide (fetched on first use).")
-MPP = flags.DEFINE_float("mpp", None, "µm/px of the tissue when its files do not record it.")
+MPP = shared.MPP  # µm/px of the tissue files (defined once, in flags/shared.py)
+flags.declare_key_flag("mpp")
 MAX_TILES = flags.DEFINE_integer("max_tiles", None, "Use at most this many tissue tiles.")
 ITERATIONS = flags.DEFINE_integer(
     "iterations", None, "Stop after this many schedule iterations (default: the whole schedule).")
 MAX_MINUTES = flags.DEFINE_float(
     "max_minutes", None, "Also stop after this much wall time, with a checkpoint and the "
     "exports; the same command later continues the schedule.")
-IMPORTANCE_WEIGHTS = flags.DEFINE_bool(
-    "importance_weights", True, "Weight the task loss by Eq. 5 (off = ablation).")
+IMPORTANCE_WEIGHTS = shared.IMPORTANCE_WEIGHTS  # -> GanTrainConfig.use_importance_weights
+flags.declare_key_flag("importance_weights")
 HARD_EXAMPLES = flags.DEFINE_bool(
     "hard_examples", True, "Include L_hard = -L_task in the refiner's loss (off = ablation).")
 REFERENCE = flags.DEFINE_bool(

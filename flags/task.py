@@ -5,6 +5,7 @@ from typing import List
 from absl import flags
 
 from flags import common
+from flags import shared
 from simgan_histo import config as config_lib
 
 PATCHES = flags.DEFINE_multi_string(
@@ -13,9 +14,8 @@ PATCHES = flags.DEFINE_multi_string(
 REAL_DIR = flags.DEFINE_string(
     "real_dir", None, "Real labeled folder (images/<id>.png RGB, labels/<id>.png uint16 "
     "instance ids) mixed into every batch, or used alone for a supervised model.")
-IMPORTANCE_WEIGHTS = flags.DEFINE_enum(
-    "importance_weights", "on", ["on", "off"],
-    "Multiply each patch's loss by its importance weight (Eq. 5); off = the ablation.")
+IMPORTANCE_WEIGHTS = shared.IMPORTANCE_WEIGHTS  # -> TaskConfig.use_importance_weights
+flags.declare_key_flag("importance_weights")
 RESCORE_WITH = flags.DEFINE_string(
     "rescore_with", None, "Exported discriminator (SavedModel dir) to recompute the patch "
     "weights with before training (weights written during D's warm-up are stale).")
@@ -46,5 +46,5 @@ def to_config(flag_values=flags.FLAGS) -> config_lib.Config:
     config = common.to_config(flag_values, TASK_OVERRIDES)
     if flag_values["importance_weights"].present:
         config = config.replace(
-            task=dict(use_importance_weights=flag_values["importance_weights"].value == "on"))
+            task=dict(use_importance_weights=bool(flag_values["importance_weights"].value)))
     return config
