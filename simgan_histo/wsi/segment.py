@@ -7,188 +7,58 @@
       → model (batches) → watershed per tile → keep the nuclei the tile owns (`nuclei`)
       → streaming writers (GeoJSON, TCGA CSVs, morphometry, QC) → run report.
 
-Each stage is a separate function of explicit inputs (`plan_slide`, `estimate_stain`,
-`read_tile`, `segment_tiles`, …) so a sharded or Dask engine can call them per tile; RAM
-holds one batch of tiles plus the thumbnail, whatever the slide size. Outputs go to
-`<out>/<slide stem>/`; the report (`<stem>_report.json`) is written last and marks the slide
-done.
+The run has three steps, each a function of explicit, picklable inputs, so the local loop
+and the Dask engine (`dask_engine`) call the same code:
+
+    prepare_slide  → a `PreparedSlide` (plan, tissue, stain statistics, QC thumbnail, run key)
+    compute_shards → the nuclei of each batch of tiles, one atomic shard file each (`shards`)
+    merge_slide    → the shards, in tile order, through the streaming writers; the report
+
+RAM holds one batch of tiles (or one shard) plus the thumbnail, whatever the slide size.
+Outputs go to `<out>/<slide stem>/`; the report (`<stem>_report.json`) is written last and
+marks the slide done; the shards are removed after it. A run killed midway resumes from its
+shards (same run key) and gives the same outputs as an uninterrupted run.
 """
 
 import dataclasses
-import math
 import pathlib
 import time
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 import tqdm
 from absl import logging
 
 from simgan_histo import stain
 from simgan_histo.wsi import nuclei as nuclei_lib
-from simgan_histo.wsi import qc, reader, tiling, tissue as tissue_lib, writers
-from simgan_histo.wsi.report import StageTimer, build_report
-
-STAIN_SAMPLES = 16  # tiles whose centre crop feeds the slide's Reinhard statistics
-STAIN_SAMPLE_PX = 512
+from simgan_histo.wsi import plan as plan_lib
+from simgan_histo.wsi import qc, reader, shards, tissue as tissue_lib, writers
+from simgan_histo.wsi import report as report_lib
 
 
-@dataclasses.dataclass(frozen=True)
-class SlidePlan:
-    """Where and how a slide is processed. Region and tiles are in processing px."""
-
-    name: str
-    dimensions: Tuple[int, int]  # level-0 (width, height)
-    slide_mpp: float
-    model_mpp: float
-    downsample: float  # level-0 px per processing px
-    origin: Tuple[int, int]  # region corner in the slide's processing px
-    shape: Tuple[int, int]  # region (height, width)
-    tile_size: int
-    tiles: Tuple[tiling.Tile, ...]  # tiles with tissue, row-major
-    total_tiles: int
-
-    def read_box(self, tile: tiling.Tile) -> Tuple[float, float, float, float]:
-        """Level-0 box of the tile's read window."""
-        x, y, width, height = tile.read
-        return ((x + self.origin[0]) * self.downsample, (y + self.origin[1]) * self.downsample,
-                width * self.downsample, height * self.downsample)
-
-    def core_box(self, tile: tiling.Tile) -> Tuple[float, float, float, float]:
-        """Level-0 box of the tile's core (write window)."""
-        x, y, width, height = tile.write
-        return ((x + self.origin[0]) * self.downsample, (y + self.origin[1]) * self.downsample,
-                width * self.downsample, height * self.downsample)
-
-
-def _tissue_region(tissue: tissue_lib.TissueMask, downsample: float, dimensions):
-    """The tissue's bounding box as (origin, shape) in processing px (None if no tissue)."""
-    rows, cols = np.nonzero(tissue.mask)
-    if len(rows) == 0:
-        return None
-    scale_x, scale_y = tissue.downsample
-    full_w = int(round(dimensions[0] / downsample))
-    full_h = int(round(dimensions[1] / downsample))
-    x0 = max(0, int(math.floor(cols.min() * scale_x / downsample)))
-    y0 = max(0, int(math.floor(rows.min() * scale_y / downsample)))
-    x1 = min(full_w, int(math.ceil((cols.max() + 1) * scale_x / downsample)))
-    y1 = min(full_h, int(math.ceil((rows.max() + 1) * scale_y / downsample)))
-    return (x0, y0), (max(1, y1 - y0), max(1, x1 - x0))
-
-
-def plan_slide(name: str, dimensions, slide_mpp: float, tissue: tissue_lib.TissueMask,
-               model_mpp: float, stride: int, config) -> SlidePlan:
-    """Processing resolution, region (tissue bounding box) and the tiles holding tissue.
-
-    Args:
-      name: the slide's name (ids, file names).
-      dimensions: level-0 (width, height).
-      slide_mpp: level-0 µm/px.
-      tissue: the tissue mask.
-      model_mpp: µm/px the model expects.
-      stride: tile sides are rounded up to a multiple of it.
-      config: `WsiConfig`.
-    """
-    downsample = model_mpp / slide_mpp
-    tile_size = int(math.ceil(config.tile_size_px / stride) * stride)
-    region = _tissue_region(tissue, downsample, dimensions)
-    plan = dict(name=name, dimensions=tuple(dimensions), slide_mpp=slide_mpp,
-                model_mpp=model_mpp, downsample=downsample, tile_size=tile_size)
-    if region is None:
-        return SlidePlan(origin=(0, 0), shape=(0, 0), tiles=(), total_tiles=0, **plan)
-    origin, shape = region
-    tiles = tiling.cover(shape, tile_size, config.overlap_px, config.context_px)
-    draft = SlidePlan(origin=origin, shape=shape, tiles=(), total_tiles=len(tiles), **plan)
-    kept = tuple(tile for tile in tiles
-                 if tissue.fraction(draft.core_box(tile)) > config.min_tissue_fraction)
-    return dataclasses.replace(draft, tiles=kept)
-
-
-def estimate_stain(slide, plan: SlidePlan) -> Optional[stain.Stats]:
-    """LAB mean/std of the slide's stained pixels, from centre crops of up to 16 tiles.
-
-    Estimated once per slide (per-tile statistics invent nuclei on empty tiles, field-notes
-    §4 #7); crops are spread evenly over the tissue tiles; glass pixels are excluded.
-    """
-    if not plan.tiles:
-        return None
-    step = max(1, len(plan.tiles) // STAIN_SAMPLES)
-    stats, counts = [], []
-    for tile in plan.tiles[::step][:STAIN_SAMPLES]:
-        x, y, width, height = plan.core_box(tile)
-        side = STAIN_SAMPLE_PX * plan.downsample
-        box = (x + width / 2 - side / 2, y + height / 2 - side / 2, side, side)
-        rgb = slide.read(*box, plan.downsample)
-        stained = tissue_lib.optical_density(rgb) > tissue_lib.OD_MIN
-        if stained.sum() >= 100:
-            stats.append(stain.lab_stats(rgb, stained))
-            counts.append(int(stained.sum()))
-    if not stats:
-        return None
-    return stain.pooled_stats(stats, counts)
-
-
-def resolve_stain(method: str, model, estimate) -> Optional[Tuple[stain.Stats, stain.Stats]]:
-    """(source, target) Reinhard statistics, or None for no normalisation.
-
-    Args:
-      method: "auto" (as the model says), "reinhard" or "none".
-      model: the `SegmentationModel` (its `stain_target`).
-      estimate: () -> the slide's statistics (or None); called only when needed.
-
-    Raises:
-      ValueError: "reinhard" was asked for but the model records no target.
-    """
-    if method == "auto":
-        method = "reinhard" if model.stain_target is not None else "none"
-    if method == "none":
-        return None
-    if model.stain_target is None:
-        raise ValueError(f"stain_norm=reinhard but the model ({model.name}) records no Reinhard "
-                         f"target in its inference.json; use --stain_norm=none")
-    slide_stats = estimate()
-    if slide_stats is None:
-        logging.warning("no stained pixels to estimate Reinhard statistics: not normalising")
-        return None
-    return slide_stats, model.stain_target
-
-
-def read_tile(slide, plan: SlidePlan, tile: tiling.Tile, stain_pair) -> np.ndarray:
-    """The tile's read window at processing resolution, stain-normalised if asked."""
-    rgb = slide.read(*plan.read_box(tile), plan.downsample)
-    return stain.reinhard(rgb, *stain_pair) if stain_pair is not None else rgb
-
-
-def segment_tiles(slide, plan: SlidePlan, model, tissue, stain_pair, outputs, timer,
-                  batch_size: int, context_px: int = 0, progress: bool = True) -> dict:
-    """Runs the tiles in batches and streams each tile's nuclei to every writer in `outputs`.
+def segment_batch(slide, plan: plan_lib.SlidePlan, model, tissue, stain_pair,
+                  indices: Sequence[int], timer, context_px: int = 0) -> List[shards.Entry]:
+    """The nuclei of the tiles `plan.tiles[i]`, i in `indices`, run as one model batch.
 
     Returns:
-      Summed per-tile counters (nuclei, repaired polygons, nuclei touching read edges, …).
+      (tile index, `NucleusTable`) per tile, in the order of `indices`.
     """
-    totals = {"nuclei": 0}
-    bar = tqdm.tqdm(total=len(plan.tiles), desc=plan.name, unit="tile", disable=not progress)
-    for start in range(0, len(plan.tiles), batch_size):
-        batch = plan.tiles[start:start + batch_size]
-        with timer("read_and_stain"):
-            images = np.stack([read_tile(slide, plan, tile, stain_pair) for tile in batch])
-        with timer("model"):
-            segmentation, detection = model.maps(images)
-        for index, tile in enumerate(batch):
-            with timer("postprocess"):
-                labels = model.instances(segmentation[index], detection[index])
-                table = nuclei_lib.tile_nuclei(
-                    np.asarray(labels), images[index], segmentation[index], tile, plan.origin,
-                    plan.downsample, plan.model_mpp, plan.name, tissue, context_px)
-            with timer("write"):
-                for output in outputs:
-                    output.write(table, plan.core_box(tile))
-            totals["nuclei"] += len(table)
-            for key, value in table.stats.items():
-                totals[key] = totals.get(key, 0) + value
-        bar.update(len(batch))
-    bar.close()
-    return totals
+    batch = [plan.tiles[index] for index in indices]
+    with timer("read_and_stain"):
+        images = np.stack([plan_lib.read_tile(slide, plan, tile, stain_pair)
+                           for tile in batch])
+    with timer("model"):
+        segmentation, detection = model.maps(images)
+    entries = []
+    for position, (index, tile) in enumerate(zip(indices, batch)):
+        with timer("postprocess"):
+            labels = model.instances(segmentation[position], detection[position])
+            table = nuclei_lib.tile_nuclei(
+                np.asarray(labels), images[position], segmentation[position], tile, plan.origin,
+                plan.downsample, plan.model_mpp, plan.name, tissue, context_px)
+        entries.append((index, table))
+    return entries
 
 
 @dataclasses.dataclass
@@ -214,26 +84,71 @@ class SlideOutputs:
     def report(self) -> pathlib.Path:
         return self.folder / f"{self.stem}_report.json"
 
-
-def _algmeta_fields(plan: SlidePlan, model) -> dict:
-    """Slide- and model-level fields of the TCGA algmeta JSONs (release `gen_json.py` keys)."""
-    thresholds = model.info.get("thresholds", {})
-    values = [thresholds.get(key, "") for key in
-              ("seg_threshold", "det_threshold", "min_area_px", "max_area_px")]
-    return {"subject_id": plan.name, "case_id": plan.name,
-            "analysis_id": f"simgan_histo:{model.info.get('config_hash', model.name)}",
-            "analysis_desc": "_".join(["simgan_histo"] + [str(v) for v in values]),
-            "version": {"git_commit": model.info.get("git_commit", "unknown"),
-                        "model": model.name, "model_hash": model.info.get("config_hash", "")}}
+    @property
+    def shards(self) -> pathlib.Path:
+        return self.folder / f"{self.stem}_shards"
 
 
-def _open_writers(paths: SlideOutputs, slide, plan, model, thumb, tissue, config):
-    boxes = qc.choose_overlay_boxes(tissue, slide.dimensions, config.qc_overlays,
-                                    config.qc_overlay_px)
-    return [writers.GeoJsonWriter(paths.geojson), writers.MorphometryWriter(paths.morphometry),
-            writers.TcgaCsvWriter(paths.tcga, slide.dimensions, plan.slide_mpp, plan.downsample,
-                                  config.csv_tile_px, _algmeta_fields(plan, model)),
-            qc.QcWriter(paths.folder, paths.stem, thumb, tissue, slide.dimensions, boxes)]
+def outputs_of(path, out_dir) -> SlideOutputs:
+    """Where the slide at `path` writes under `out_dir` (named by the file's stem)."""
+    stem = pathlib.Path(path).stem
+    return SlideOutputs(pathlib.Path(out_dir) / stem, stem)
+
+
+@dataclasses.dataclass
+class PreparedSlide:
+    """A slide ready for its shards and merge: plain data, picklable (the Dask engine ships it).
+
+    Pickled, the tissue mask travels as packed bits and the QC thumbnail as PNG bytes
+    (lossless), a few MB at most whatever the slide size.
+    """
+
+    path: str
+    backend: str
+    key: str  # `shards.run_key`
+    out_dir: str
+    config: object  # WsiConfig
+    plan: plan_lib.SlidePlan
+    tissue: tissue_lib.TissueMask
+    stain_pair: Optional[Tuple[stain.Stats, stain.Stats]]
+    thumb: np.ndarray  # QC thumbnail, RGB
+    overlay_boxes: List[Tuple[int, int, int, int]]
+    started: float  # time.time() when this run of the slide began
+    timings: dict  # `StageTimer.as_dict()` of the preparation
+
+    @property
+    def outputs(self) -> SlideOutputs:
+        return SlideOutputs(pathlib.Path(self.out_dir) / self.plan.name, self.plan.name)
+
+    @property
+    def ranges(self) -> List[Tuple[int, int]]:
+        return shards.shard_ranges(len(self.plan.tiles), self.config.batch_size)
+
+    @property
+    def store(self) -> shards.ShardStore:
+        return shards.ShardStore(self.outputs.shards, self.key, len(self.ranges))
+
+    def open_slide(self) -> reader.Slide:
+        return reader.open_slide(self.path, mpp=self.config.mpp, backend=self.backend)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        fields = {f.name: getattr(self.tissue, f.name) for f in dataclasses.fields(self.tissue)}
+        mask = fields.pop("mask")
+        state["tissue"] = (np.packbits(mask), mask.shape, fields)
+        ok, png = cv2.imencode(".png", self.thumb)
+        if not ok:
+            raise RuntimeError(f"{self.path}: cannot encode the QC thumbnail")
+        state["thumb"] = png.tobytes()
+        return state
+
+    def __setstate__(self, state):
+        packed, shape, fields = state["tissue"]
+        mask = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
+        state["tissue"] = tissue_lib.TissueMask(mask=mask, **fields)
+        state["thumb"] = cv2.imdecode(np.frombuffer(state["thumb"], np.uint8),
+                                      cv2.IMREAD_UNCHANGED)
+        self.__dict__.update(state)
 
 
 def preflight(path, config, backend: str = "auto") -> float:
@@ -246,10 +161,149 @@ def preflight(path, config, backend: str = "auto") -> float:
         return reader.require_mpp(slide)
 
 
+def prepare_slide(path, model, out_dir, config, key: str, mask_dir=None,
+                  roi: Optional[Sequence[float]] = None, backend: str = "auto") -> PreparedSlide:
+    """Tissue mask, plan, Reinhard statistics, QC thumbnail and overlay boxes of a slide.
+
+    Raises:
+      reader.SlideReadError: unreadable or corrupt slide (MissingMppError: no µm/px).
+      ValueError: inconsistent settings (e.g. Reinhard without a target).
+    """
+    timer, started = report_lib.StageTimer(), time.time()
+    with timer("open"):
+        slide = reader.open_slide(path, mpp=config.mpp, backend=backend)
+    with slide:
+        slide_mpp = reader.require_mpp(slide)
+        with timer("tissue"):
+            tissue = tissue_lib.slide_tissue(slide, slide_mpp, config, mask_dir, roi)
+            thumb = tissue_lib.thumbnail(slide, qc.thumbnail_downsample(slide.dimensions))
+        plan = plan_lib.plan_slide(slide.path.stem, slide.dimensions, slide_mpp, tissue,
+                                   model.mpp, model.stride, config)
+        with timer("stain_estimate"):
+            stain_pair = plan_lib.resolve_stain(config.stain_norm, model,
+                                                lambda: plan_lib.estimate_stain(slide, plan))
+        boxes = qc.choose_overlay_boxes(tissue, slide.dimensions, config.qc_overlays,
+                                        config.qc_overlay_px)
+    return PreparedSlide(path=str(path), backend=backend, key=key, out_dir=str(out_dir),
+                         config=config, plan=plan, tissue=tissue, stain_pair=stain_pair,
+                         thumb=thumb, overlay_boxes=boxes, started=started,
+                         timings=timer.as_dict())
+
+
+def compute_shards(prepared: PreparedSlide, model, indices: Optional[Sequence[int]] = None,
+                   progress: bool = True) -> dict:
+    """Computes and writes shards `indices` (default: the missing ones); returns the timings.
+
+    Call `prepared.store.open()` first (it creates the folder and checks the run key).
+    """
+    store, ranges, plan = prepared.store, prepared.ranges, prepared.plan
+    indices = store.missing() if indices is None else list(indices)
+    timer = report_lib.StageTimer()
+    todo = sum(ranges[index][1] - ranges[index][0] for index in indices)
+    bar = tqdm.tqdm(total=len(plan.tiles), initial=len(plan.tiles) - todo, desc=plan.name,
+                    unit="tile", disable=not progress, leave=False)
+    with prepared.open_slide() as slide:
+        for index in indices:
+            start, stop = ranges[index]
+            entries = segment_batch(slide, plan, model, prepared.tissue, prepared.stain_pair,
+                                    range(start, stop), timer, prepared.config.context_px)
+            with timer("write"):
+                store.write(index, entries)
+            bar.update(stop - start)
+    bar.close()
+    return timer.as_dict()
+
+
+def _algmeta_fields(plan: plan_lib.SlidePlan, model) -> dict:
+    """Slide- and model-level fields of the TCGA algmeta JSONs (release `gen_json.py` keys)."""
+    thresholds = model.info.get("thresholds", {})
+    values = [thresholds.get(key, "") for key in
+              ("seg_threshold", "det_threshold", "min_area_px", "max_area_px")]
+    return {"subject_id": plan.name, "case_id": plan.name,
+            "analysis_id": f"simgan_histo:{model.info.get('config_hash', model.name)}",
+            "analysis_desc": "_".join(["simgan_histo"] + [str(v) for v in values]),
+            "version": {"git_commit": model.info.get("git_commit", "unknown"),
+                        "model": model.name, "model_hash": model.info.get("config_hash", "")}}
+
+
+def _open_writers(prepared: PreparedSlide, slide, model):
+    paths, plan, config = prepared.outputs, prepared.plan, prepared.config
+    return [writers.GeoJsonWriter(paths.geojson), writers.MorphometryWriter(paths.morphometry),
+            writers.TcgaCsvWriter(paths.tcga, slide.dimensions, plan.slide_mpp, plan.downsample,
+                                  config.csv_tile_px, _algmeta_fields(plan, model)),
+            qc.QcWriter(paths.folder, paths.stem, prepared.thumb, prepared.tissue,
+                        slide.dimensions, prepared.overlay_boxes)]
+
+
+def _stream_shards(prepared: PreparedSlide, outputs, timer) -> dict:
+    """Feeds every shard, in tile order, to the writers; returns the summed counters."""
+    store, plan = prepared.store, prepared.plan
+    totals = {"nuclei": 0}
+    for index in range(store.count):
+        with timer("merge_read"):
+            entries = store.read(index)
+        with timer("write"):
+            for tile_index, table in entries:
+                for output in outputs:
+                    output.write(table, plan.core_box(plan.tiles[tile_index]))
+                totals["nuclei"] += len(table)
+                for key, value in table.stats.items():
+                    totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def merge_slide(prepared: PreparedSlide, model, timings: Sequence[dict] = (),
+                engine: str = "local", reused: int = 0) -> dict:
+    """Merges the shards into the outputs, writes the report, removes the shards.
+
+    Args:
+      prepared: the slide.
+      model: the model (its identity goes into the report and the TCGA algmeta files).
+      timings: `compute_shards` results, summed into the report's stages.
+      engine: "local" or "dask", for the report.
+      reused: shards a previous run had written, for the report.
+
+    Raises:
+      RuntimeError: a shard is missing.
+    """
+    store, paths, plan = prepared.store, prepared.outputs, prepared.plan
+    missing = store.missing()
+    if missing:
+        raise RuntimeError(f"{plan.name}: {len(missing)} shard(s) missing (first: "
+                           f"{store.path(missing[0])}); cannot merge")
+    timer = report_lib.StageTimer()
+    for timing in (prepared.timings, *timings):
+        timer.add(timing)
+    with prepared.open_slide() as slide:
+        outputs = _open_writers(prepared, slide, model)
+        try:
+            totals = _stream_shards(prepared, outputs, timer)
+            with timer("write"):
+                written = [output.close() for output in outputs[:3]] + outputs[3].close(slide)
+        except BaseException:
+            for output in outputs:
+                output.abort()
+            raise
+        report = report_lib.build_report(
+            slide, plan, model, prepared.tissue, prepared.stain_pair, prepared.config, totals,
+            timer, prepared.started, written + [paths.report],
+            run={"run_key": prepared.key, "engine": engine,
+                 "shards": {"total": store.count, "reused": reused}})
+    for warning in report["warnings"]:
+        logging.warning("%s: %s", plan.name, warning)
+    writers.atomic_write_json(paths.report, report)
+    store.remove()  # after the report: a kill in between re-merges the same shards
+    logging.info("%s: %d nuclei, %.2f mm² tissue, %.2f MP/s", plan.name, report["nuclei"],
+                 report["tissue_mm2"], report["mp_per_s"])
+    return report
+
+
 def segment_slide(path, model, out_dir, config, mask_dir=None,
                   roi: Optional[Sequence[float]] = None, backend: str = "auto",
-                  progress: bool = True) -> dict:
+                  progress: bool = True, key: Optional[str] = None) -> dict:
     """Segments one slide; writes its outputs under `<out_dir>/<stem>/`; returns the report.
+
+    Resumes from the shards of an interrupted run with the same run key.
 
     Args:
       path: the slide (any format `reader.open_slide` reads).
@@ -260,46 +314,17 @@ def segment_slide(path, model, out_dir, config, mask_dir=None,
       roi: level-0 (x, y, width, height) to restrict to.
       backend: slide reader backend.
       progress: show a tqdm bar.
+      key: the run key (default: `shards.run_key` of the slide, the model, config, mask, ROI).
 
     Raises:
       reader.SlideReadError: unreadable or corrupt slide (MissingMppError: no µm/px).
       ValueError: inconsistent settings (e.g. Reinhard without a target).
     """
-    timer, started = StageTimer(), time.time()
-    with timer("open"):
-        slide = reader.open_slide(path, mpp=config.mpp, backend=backend)
-    with slide:
-        tissue, plan, stain_pair, qc_thumb = _prepare(slide, model, config, mask_dir, roi,
-                                                      timer)
-        paths = SlideOutputs(pathlib.Path(out_dir) / plan.name, plan.name)
-        paths.folder.mkdir(parents=True, exist_ok=True)
-        outputs = _open_writers(paths, slide, plan, model, qc_thumb, tissue, config)
-        try:
-            totals = segment_tiles(slide, plan, model, tissue, stain_pair, outputs, timer,
-                                   config.batch_size, config.context_px, progress)
-            with timer("write"):
-                written = [output.close() for output in outputs[:3]] + outputs[3].close(slide)
-        except BaseException:
-            for output in outputs:
-                output.abort()
-            raise
-        report = build_report(slide, plan, model, tissue, stain_pair, config, totals, timer,
-                              started, written + [paths.report])
-    writers.atomic_write_json(paths.report, report)
-    logging.info("%s: %d nuclei, %.2f mm² tissue, %.2f MP/s", plan.name, report["nuclei"],
-                 report["tissue_mm2"], report["mp_per_s"])
-    return report
-
-
-def _prepare(slide, model, config, mask_dir, roi, timer):
-    """Tissue mask, plan, Reinhard statistics and the QC thumbnail of an open slide."""
-    slide_mpp = reader.require_mpp(slide)
-    with timer("tissue"):
-        tissue = tissue_lib.slide_tissue(slide, slide_mpp, config, mask_dir, roi)
-        qc_thumb = tissue_lib.thumbnail(slide, qc.thumbnail_downsample(slide.dimensions))
-    plan = plan_slide(slide.path.stem, slide.dimensions, slide_mpp, tissue, model.mpp,
-                      model.stride, config)
-    with timer("stain_estimate"):
-        stain_pair = resolve_stain(config.stain_norm, model,
-                                   lambda: estimate_stain(slide, plan))
-    return tissue, plan, stain_pair, qc_thumb
+    key = key or shards.run_key(path, shards.model_identity(model), config, mask_dir, roi)
+    prepared = prepare_slide(path, model, out_dir, config, key, mask_dir, roi, backend)
+    reused = prepared.store.open()
+    if reused:
+        logging.info("%s: resuming: %d of %d shards already done", prepared.plan.name, reused,
+                     prepared.store.count)
+    timings = compute_shards(prepared, model, progress=progress)
+    return merge_slide(prepared, model, [timings], reused=reused)

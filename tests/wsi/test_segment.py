@@ -1,7 +1,9 @@
 """One slide end to end with the oracle model: seams, MPP, outputs, errors."""
 
 import csv
+import dataclasses
 import json
+import pickle
 import re
 import uuid
 
@@ -11,7 +13,8 @@ import pytest
 import shapely.geometry
 
 from simgan_histo import config as config_lib, stain
-from simgan_histo.wsi import reader, segment
+from simgan_histo.wsi import reader, segment, shards
+from simgan_histo.wsi import report as report_lib
 from tests.wsi import helpers
 
 CONFIG = config_lib.WsiConfig(tile_size_px=256, overlap_px=48, stain_norm="none",
@@ -251,6 +254,7 @@ def test_blank_slide_gives_empty_but_valid_outputs(tmp_path):
                                    progress=False)
     assert report["nuclei"] == 0 and report["tiles"]["processed"] == 0
     assert report["tissue_mm2"] == 0.0
+    assert report["warnings"][0].startswith("no tissue found")
     assert helpers.load_features(tmp_path / "out" / "blank" / "blank.geojson") == []
     assert (tmp_path / "out" / "blank" / "blank_nuclei.csv").read_text().count("\n") == 1
 
@@ -265,3 +269,117 @@ def test_roi_keeps_only_its_nuclei(tmp_path):
     inside = [(x, y) for x, y, _ in discs_px if 200 <= x < 600 and 120 <= y < 420]
     assert report["nuclei"] == len(inside) > 0
     assert report["tissue"]["source"] == "otsu+roi"
+
+
+def _grid_slide(tmp_path, name="grid"):
+    discs_um = [(x, y, 3.0) for x in np.arange(20, 280, 20.0) for y in np.arange(20, 180, 20.0)]
+    path, _, _ = helpers.disc_slide(tmp_path / f"{name}.svs", 0.25, discs_um, (300, 200),
+                                    tissue_um=(10, 10, 280, 180))
+    return path, len(discs_um)
+
+
+def _outputs(folder):
+    """Every output file's bytes, minus the report and the algmeta files (they hold times)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.endswith(("_report.json", "-algmeta.json"))}
+
+
+def test_a_failed_run_resumes_from_its_shards_with_identical_outputs(tmp_path):
+    path, count = _grid_slide(tmp_path)
+    reference = segment.segment_slide(path, helpers.oracle_model(), tmp_path / "ref", CONFIG,
+                                      progress=False)
+    # 1200 x 800 px of tissue (mask dilated to the slide's edges) in 208-px cores: 6 x 4 tiles,
+    # in shards of 3 (the batch size).
+    assert reference["tiles"]["processed"] == 24
+    assert reference["shards"] == {"total": 8, "reused": 0}
+    calls = []
+
+    def failing(batch):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return helpers.oracle_maps(batch)
+
+    model = helpers.oracle_model()
+    model.predict_maps = failing
+    with pytest.raises(RuntimeError, match="killed"):
+        segment.segment_slide(path, model, tmp_path / "out", CONFIG, progress=False)
+    shard_dir = tmp_path / "out" / "grid" / "grid_shards"
+    assert sorted(p.name for p in shard_dir.iterdir()) == [
+        "manifest.json", "shard_000000.npz", "shard_000001.npz"]
+    assert not (tmp_path / "out" / "grid" / "grid.geojson").exists()
+    report = segment.segment_slide(path, helpers.oracle_model(), tmp_path / "out", CONFIG,
+                                   progress=False)
+    assert report["shards"] == {"total": 8, "reused": 2}
+    assert report["nuclei"] == reference["nuclei"] == count
+    assert report["run_key"] == reference["run_key"]
+    assert _outputs(tmp_path / "out" / "grid") == _outputs(tmp_path / "ref" / "grid")
+    assert not shard_dir.exists()  # removed once the report is written
+
+
+def test_shards_of_another_run_key_are_discarded(tmp_path):
+    path, _ = _grid_slide(tmp_path)
+    store = shards.ShardStore(tmp_path / "s", "key-a", 3)
+    assert store.open() == 0
+    store.write(1, [])
+    assert shards.ShardStore(tmp_path / "s", "key-a", 3).open() == 1
+    assert shards.ShardStore(tmp_path / "s", "key-b", 3).open() == 0  # another model/config
+    assert not store.path(1).exists()
+    model = helpers.oracle_model()
+    key = shards.run_key(path, shards.model_identity(model), CONFIG)
+    assert key == shards.run_key(path, shards.model_identity(model),
+                                 dataclasses.replace(CONFIG, engine="dask"))
+    for changed in (dataclasses.replace(CONFIG, overlap_px=40),
+                    dataclasses.replace(CONFIG, mpp=0.3)):
+        assert shards.run_key(path, shards.model_identity(model), changed) != key
+    assert shards.run_key(path, shards.model_identity(helpers.oracle_model(0.5)), CONFIG) != key
+    assert shards.run_key(path, shards.model_identity(model), CONFIG, roi=(0, 0, 9, 9)) != key
+
+
+def test_a_shard_holds_the_tables_exactly(tmp_path):
+    path = _spiky_slide(tmp_path)
+    model = helpers.oracle_model()
+    prepared = segment.prepare_slide(path, model, tmp_path / "out", CONFIG, "k")
+    prepared.store.open()
+    with prepared.open_slide() as slide:
+        entries = segment.segment_batch(slide, prepared.plan, model, prepared.tissue, None,
+                                        [0, 1, 2], report_lib.StageTimer())
+    prepared.store.write(0, entries)
+    loaded = prepared.store.read(0)
+    assert [index for index, _ in loaded] == [0, 1, 2] and sum(len(t) for _, t in loaded) > 20
+    assert sum(t.stats["polygons_repaired"] for _, t in loaded) > 0
+    for (_, expected), (_, got) in zip(entries, loaded):
+        assert got.ids == expected.ids and got.tile == expected.tile
+        assert got.stats == expected.stats
+        assert len(got.polygons) == len(expected.polygons)
+        for a, b in zip(got.polygons, expected.polygons):
+            np.testing.assert_array_equal(a, b)
+        if len(expected):
+            assert set(got.columns) == set(expected.columns)
+            for name, values in expected.columns.items():
+                np.testing.assert_array_equal(got.columns[name], values)
+                assert got.columns[name].dtype == np.asarray(values).dtype
+
+
+def test_a_prepared_slide_pickles_compactly_and_exactly(tmp_path):
+    path = _spiky_slide(tmp_path)
+    prepared = segment.prepare_slide(path, helpers.oracle_model(), tmp_path / "out", CONFIG, "k")
+    data = pickle.dumps(prepared)
+    copy = pickle.loads(data)
+    np.testing.assert_array_equal(copy.tissue.mask, prepared.tissue.mask)
+    assert copy.tissue.downsample == prepared.tissue.downsample
+    np.testing.assert_array_equal(copy.thumb, prepared.thumb)
+    assert copy.plan == prepared.plan and copy.key == "k"
+    assert len(data) < prepared.thumb.nbytes  # the thumbnail travels as PNG
+
+
+def test_tissue_without_nuclei_is_flagged_loudly(tmp_path, caplog):
+    path, _ = _grid_slide(tmp_path, "empty")
+    model = helpers.oracle_model()
+    model.predict_maps = lambda batch: (np.zeros(batch.shape[:3]), np.zeros(batch.shape[:3]))
+    report = segment.segment_slide(path, model, tmp_path / "out", CONFIG, progress=False)
+    assert report["nuclei"] == 0 and report["tissue_mm2"] > 0.04
+    assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("0 nuclei on 0.0")
+    assert "0 nuclei on" in caplog.text
+    saved = json.loads((tmp_path / "out" / "empty" / "empty_report.json").read_text())
+    assert saved["warnings"] == report["warnings"]
