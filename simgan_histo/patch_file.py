@@ -145,9 +145,14 @@ class PatchReader:
             raise IndexError(f"{self.path}: index out of range [0, {self.count})")
         order = np.argsort(indices, kind="stable")
         unique, inverse = np.unique(indices[order], return_inverse=True)
+        # h5py fancy indexing costs 36-120 ms for 8 rows; slicing contiguous runs ~0.5 ms/run.
+        breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+        runs = [(int(run[0]), int(run[-1]) + 1) for run in np.split(unique, breaks) if run.size]
         out = {}
         for name in fields:
-            values = self._handle[name][unique] if unique.size else self._handle[name][:0]
+            dataset = self._handle[name]
+            values = (np.concatenate([dataset[start:stop] for start, stop in runs])
+                      if runs else dataset[:0])
             sorted_values = values[inverse]
             restored = np.empty_like(sorted_values)
             restored[order] = sorted_values

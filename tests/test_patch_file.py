@@ -27,10 +27,14 @@ def test_round_trip_in_any_order(tmp_path):
     with patch_file.PatchReader(path) as reader:
         assert len(reader) == 5 and reader.patch_size == 16 and reader.config_json == '{"a": 1}'
         got = reader.read([4, 0, 4, 2])
+        runs = reader.read([3, 1, 2, 0, 2], fields=["source"])  # contiguous runs + a repeat
+        empty = reader.read([], fields=["image"])
     for name, values in rows.items():
         np.testing.assert_array_equal(got[name], values[[4, 0, 4, 2]])
     np.testing.assert_array_equal(got["weight"], np.ones(4, np.float32))
     np.testing.assert_array_equal(got["step"], -np.ones(4, np.int64))
+    np.testing.assert_array_equal(runs["source"], [3, 1, 2, 0, 2])
+    assert empty["image"].shape == (0, 16, 16, 3)
 
 
 def test_short_write_leaves_no_file(tmp_path):
