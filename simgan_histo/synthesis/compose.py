@@ -13,19 +13,22 @@ A patch is a pure function of (tiles, config, seed, index): its random generator
 `np.random.default_rng([seed, index])`.
 """
 
+import dataclasses
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from simgan_histo.synthesis import distractors
 from simgan_histo.synthesis import draws
 from simgan_histo.synthesis import labels as labels_lib
+from simgan_histo.synthesis import placement
 from simgan_histo.synthesis import polygons
 from simgan_histo.synthesis import textures
 
 WINDOW_PAD = 10  # >= the widest filter reach (smudge blur radius 9)
-SPECKLE_RADIUS = (6.0, 11.0)  # release noise type 1 star radius, px
+GROUP = 32  # patches whose nuclei are placed in one vectorised pass
 TISSUE_TRIES = 32  # position redraws to find crops on tissue
 
 
@@ -99,91 +102,10 @@ def tissue_positions(rng, tile, size: int, margin: int, min_share: float):
     return best
 
 
-def _stochastic_round(rng, value: float) -> int:
-    whole = int(np.floor(value))
-    return whole + int(draws.chance(rng, value - whole))
-
-
-def _blend(planes: np.ndarray, colour: np.ndarray, alpha: np.ndarray, box) -> None:
-    """planes = planes·(1 − alpha) + colour·alpha inside `box` (x0, y0, x1, y1), in place."""
-    x0, y0, x1, y1 = box
-    alpha = alpha[y0:y1, x0:x1]
-    keep = 1.0 - alpha
-    for channel in range(3):
-        region = planes[channel, y0:y1, x0:x1]
-        cv2.multiply(region, keep, dst=region)
-        cv2.scaleAdd(alpha, float(colour[channel]), region, dst=region)
-
-
-def _layer(shapes: np.ndarray, size: int, blur: int, opacity: float, on_tissue: np.ndarray):
-    """Blurred fill of `shapes` (on tissue only) times `opacity`, and the box it covers
-    (x0, y0, x1, y1)."""
-    alpha = cv2.bitwise_and(labels_lib.fill_union(shapes, size), on_tissue).astype(np.float32)
-    reach = blur // 2 + 1
-    xs, ys = shapes[..., 0], shapes[..., 1]
-    x0, x1 = max(0, int(xs.min()) - reach), min(size, int(xs.max()) + reach + 2)
-    y0, y1 = max(0, int(ys.min()) - reach), min(size, int(ys.max()) + reach + 2)
-    if x1 > x0 and y1 > y0:
-        region = alpha[y0:y1, x0:x1]
-        region[...] = cv2.blur(region, (blur, blur)) * np.float32(opacity)
-    return alpha, (x0, y0, x1, y1)
-
-
-def add_smudges(rng, planes, tile, config, area_scale: float, bias: float,
-                on_tissue: np.ndarray) -> None:
-    """Release noise type 2: faint, strongly blurred nucleus-like shapes, background label.
-
-    Blurred rimless and paler than nuclei, so they teach "smudge is background", never
-    "pale nucleus is background" (DESIGN §7).
-    """
-    count = _stochastic_round(rng, draws.randint(rng, 0, config.pale_blob_max + 1) * area_scale)
-    if count == 0:
-        return
-    size = planes.shape[1]
-    low, high = config.nucleus_radius_range
-    radii = (low + (high - low) * rng.random(count)) * bias
-    shapes, _ = polygons.scaled_shapes(rng, polygons.shape_bank(config),
-                                       rng.random((count, 2)) * size, radii)
-    radius = 7 if draws.chance(rng, 0.5) else 9
-    alpha, box = _layer(shapes, size, 2 * radius + 1, draws.uniform(rng, 0.3, 0.7), on_tissue)
-    percentile = (tile.nuclear_percentile + 35) // 2 - draws.randint(rng, 12, 26)
-    _blend(planes, tile.colour_by_h[int(np.clip(percentile, 0, 99))], alpha, box)
-
-
-def add_speckle(rng, planes, tile, config, area_scale: float, on_tissue: np.ndarray) -> None:
-    """Release noise type 1: clusters of small spiky stars, semi-transparent, background."""
-    count = _stochastic_round(rng, draws.randint(rng, 0, config.speckle_max + 1) * area_scale)
-    if count == 0:
-        return
-    size = planes.shape[1]
-    clusters = rng.random((draws.randint(rng, 1, 4), 2)) * size
-    centers = clusters[(rng.random(count) * len(clusters)).astype(int)]
-    centers = (centers + rng.normal(0.0, size / 8.0, (count, 2))).round().astype(np.int64)
-    sprites, offsets = polygons.star_sprites(SPECKLE_RADIUS)
-    picks = (rng.random(count) * len(sprites)).astype(np.int64)
-    stars = np.zeros((size, size), np.uint8)
-    corners = centers + offsets[picks]
-    for (x, y), pick in zip(corners.tolist(), picks.tolist()):
-        sprite = sprites[pick]
-        x0, y0 = max(x, 0), max(y, 0)
-        x1, y1 = min(x + sprite.shape[1], size), min(y + sprite.shape[0], size)
-        if x1 > x0 and y1 > y0:
-            region = stars[y0:y1, x0:x1]
-            np.maximum(region, sprite[y0 - y:y1 - y, x0 - x:x1 - x], out=region)
-    reach = 2 * int(np.ceil(2 * SPECKLE_RADIUS[1])) + 3  # widest sprite plus the blur
-    x0, y0 = (max(0, int(v) - 2) for v in corners.min(axis=0))
-    x1, y1 = (min(size, int(v) + reach) for v in corners.max(axis=0))
-    alpha = cv2.bitwise_and(stars, on_tissue).astype(np.float32)
-    if x1 > x0 and y1 > y0:
-        region = alpha[y0:y1, x0:x1]
-        region[...] = cv2.blur(region, (3, 3)) * np.float32(draws.uniform(rng, 0.1, 0.35) / 255)
-    percentile = tile.nuclear_percentile - draws.uniform(rng, 10, 30)
-    _blend(planes, tile.colour_by_h[int(np.clip(percentile, 0, 99))], alpha, (x0, y0, x1, y1))
-
-
 def composite(background: np.ndarray, nuclear: np.ndarray, weights: np.ndarray,
-              crop: slice) -> np.ndarray:
-    """I = A·M + B·(1 − M) (paper §4.1), cropped, as interleaved uint8 (h, w, 3)."""
+              crop: slice, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """I = A·M + B·(1 − M) (paper §4.1), cropped, as interleaved uint8 (h, w, 3) (into
+    `out` if given). Overwrites `nuclear`."""
     channels = []
     for channel in range(3):
         plane = nuclear[channel]
@@ -191,42 +113,97 @@ def composite(background: np.ndarray, nuclear: np.ndarray, weights: np.ndarray,
         cv2.multiply(plane, weights, dst=plane)
         cv2.add(plane, background[channel], dst=plane)
         channels.append(cv2.convertScaleAbs(plane[crop, crop]))  # rounds and saturates
-    return cv2.merge(channels)
+    if out is None:
+        return cv2.merge(channels)
+    return cv2.merge(channels, out)
 
 
 def synthesize_patch(tiles: Sequence, config, seed: int, index: int,
                      timer: Optional[StageTimer] = None) -> Dict[str, np.ndarray]:
     """Patch `index` of stream `seed`: {image, reference, mask, labels, source}."""
+    return {name: value[0] for name, value in
+            synthesize_batch(tiles, config, seed, [index], timer).items()}
+
+
+def allocate(count: int, size: int) -> Dict[str, np.ndarray]:
+    """Empty DESIGN §3 patch fields for `count` patches of side `size`."""
+    return {"image": np.empty((count, size, size, 3), np.uint8),
+            "reference": np.empty((count, size, size, 3), np.uint8),
+            "mask": np.empty((count, size, size), np.uint8),
+            "labels": np.empty((count, size, size), np.uint16),
+            "source": np.empty(count, np.int32)}
+
+
+def synthesize_batch(tiles: Sequence, config, seed: int, indices: Sequence[int],
+                     timer: Optional[StageTimer] = None) -> Dict[str, np.ndarray]:
+    """Patches `indices` of stream `seed`, stacked: {image, reference, mask, labels, source}.
+
+    Per group of GROUP patches: each patch draws its plan (tile, positions, nucleus count
+    and size) from its own generator, their nuclei are placed in one vectorised pass
+    (`placement.place_nuclei`), then each patch is rendered. Patch i depends only on
+    (tiles, config, seed, i), not on the other indices.
+    """
+    indices = [int(i) for i in indices]
+    out = allocate(len(indices), config.patch_size)
+    for start in range(0, len(indices), GROUP):
+        plans = [_plan(tiles, config, seed, i) for i in indices[start:start + GROUP]]
+        _lap(timer, "positions")
+        vertices = placement.place_nuclei(
+            [plan.rng for plan in plans], config, np.stack([plan.tissue for plan in plans]),
+            [plan.count for plan in plans], [plan.bias for plan in plans])
+        _lap(timer, "mask_sampling")
+        for row, (plan, polygons_) in enumerate(zip(plans, vertices), start):
+            _render(plan, polygons_, tiles, config, out, row, timer)
+    return out
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What a patch draws before its nuclei are placed."""
+
+    rng: np.random.Generator
+    tile_index: int
+    patch: Tuple[int, int]  # (x, y) of the patch in the tile
+    reference: Tuple[int, int]  # (x, y) of the reference crop
+    count: int  # nuclei wanted
+    bias: float  # radius multiplier
+    tissue: np.ndarray  # tissue map of the synthesis canvas (patch + margin)
+
+
+def _plan(tiles: Sequence, config, seed: int, index: int) -> _Plan:
     rng = np.random.default_rng([seed, index])
     tile_index = draws.randint(rng, 0, len(tiles))
     tile = tiles[tile_index]
     size, margin = config.patch_size, config.margin_px
-    canvas, pad = size + 2 * margin, min(WINDOW_PAD, margin)
-    window = size + 2 * pad
-    (px, py), (rx, ry) = tissue_positions(rng, tile, size, margin, config.min_tissue_fraction)
-    view = np.s_[py - pad:py + size + pad, px - pad:px + size + pad]
-    _lap(timer, "positions")
-
-    count = polygons.nucleus_count(rng, config, tile.density, canvas)
+    patch, reference = tissue_positions(rng, tile, size, margin, config.min_tissue_fraction)
+    count = polygons.nucleus_count(rng, config, tile.density, size + 2 * margin)
     bias = polygons.size_bias(rng, config, tile.density)
-    vertices = polygons.sample_nuclei(
-        rng, config, tile.tissue[py - margin:py + size + margin, px - margin:px + size + margin],
-        count, bias)
-    _lap(timer, "mask_sampling")
-    labels = labels_lib.rasterise(vertices - np.float32(margin - pad), window,
-                                  keep=(pad, pad, pad + size, pad + size))
-    _lap(timer, "rasterise")
+    x, y = patch
+    tissue = tile.tissue[y - margin:y + size + margin, x - margin:x + size + margin]
+    return _Plan(rng, tile_index, patch, reference, count, bias, tissue)
 
+
+def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
+            out: Dict[str, np.ndarray], row: int, timer: Optional[StageTimer]) -> None:
+    """Textures, composite and labels of one patch into row `row` of `out`."""
+    rng, tile = plan.rng, tiles[plan.tile_index]
+    size, margin = config.patch_size, config.margin_px
+    pad = min(WINDOW_PAD, margin)
+    window, (px, py) = size + 2 * pad, plan.patch
+    view = np.s_[py - pad:py + size + pad, px - pad:px + size + pad]
+    labels, boxes = labels_lib.rasterise(vertices - np.float32(margin - pad), window,
+                                         keep=(pad, pad, pad + size, pad + size),
+                                         with_boxes=True)
+    _lap(timer, "rasterise")
     planes = textures.background(rng, tile.background[(slice(None),) + view],
                                  tile.stain[(slice(None),) + view], tile.stain_scale,
                                  tile.background_mean, config)
     _lap(timer, "background")
-    area_scale = (canvas / polygons.RELEASE_CANVAS_PX) ** 2
+    area_scale = ((size + 2 * margin) / polygons.RELEASE_CANVAS_PX) ** 2
     on_tissue = tile.tissue[view]
-    add_smudges(rng, planes, tile, config, area_scale, bias, on_tissue)
-    add_speckle(rng, planes, tile, config, area_scale, on_tissue)
+    distractors.add_smudges(rng, planes, tile, config, area_scale, plan.bias, on_tissue)
+    distractors.add_speckle(rng, planes, tile, config, area_scale, on_tissue)
     _lap(timer, "distractors")
-
     nuclear = textures.nuclear_texture(rng, _random_crop(rng, tile.eosin, window),
                                        tile.nuclear_colour, config)
     _lap(timer, "nuclear_texture")
@@ -239,15 +216,15 @@ def synthesize_patch(tiles: Sequence, config, seed: int, index: int,
     weights = textures.blur_boundary(rng, opaque,
                                      textures.blur_radius(rng, transparency, mean_area))
     _lap(timer, "boundary_blur")
-    image = composite(planes, nuclear, weights, slice(pad, pad + size))
+    composite(planes, nuclear, weights, slice(pad, pad + size), out["image"][row])
     _lap(timer, "composite")
-
-    instances, mask = labels_lib.instances_and_mask(labels[pad:pad + size, pad:pad + size])
+    out["labels"][row], out["mask"][row] = labels_lib.instances_and_mask(
+        labels[pad:pad + size, pad:pad + size], np.clip(boxes - pad, 0, size))
     _lap(timer, "labels")
-    reference = tile.rgb[ry:ry + size, rx:rx + size].copy()
+    rx, ry = plan.reference
+    out["reference"][row] = tile.rgb[ry:ry + size, rx:rx + size]
+    out["source"][row] = plan.tile_index
     _lap(timer, "reference")
-    return {"image": image, "reference": reference, "mask": mask, "labels": instances,
-            "source": np.int32(tile_index)}
 
 
 def _random_crop(rng, plane: np.ndarray, size: int) -> np.ndarray:

@@ -36,9 +36,7 @@ def make_batch(source, seed: int, indices: Sequence[int],
       image, reference (B, P, P, 3) uint8; mask (B, P, P) uint8 bits 1/2/4; labels
       (B, P, P) uint16 instance ids; source (B,) int32 tile index.
     """
-    rows = [compose.synthesize_patch(source.tiles, source.config, seed, int(i), timer)
-            for i in indices]
-    return _stack(rows, PATCH_FIELDS)
+    return compose.synthesize_batch(source.tiles, source.config, seed, indices, timer)
 
 
 def make_real_pairs(source, seed: int, indices: Sequence[int]) -> Dict[str, np.ndarray]:

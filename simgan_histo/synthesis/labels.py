@@ -20,30 +20,41 @@ _SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point vertices: 1/16 px
 OUTSIDE_ID = np.iinfo(np.uint16).max  # polygons that miss the kept crop (see `rasterise`)
 
 
-def rasterise(vertices: np.ndarray, size: int, keep=None) -> np.ndarray:
+def rasterise(vertices: np.ndarray, size: int, keep=None, with_boxes: bool = False):
     """Instance map (size, size) uint16 of the polygons, drawn in order (later on top).
 
     Args:
       keep: optional (x0, y0, x1, y1) crop that will be kept. Polygons whose bounding box
         meets it get ids 1..K in order; the others (needed only for the texture around the
         crop) all get OUTSIDE_ID, so the kept crop rarely needs renumbering. Without
-        `keep`, polygon k gets id k + 1.
+        `keep`, polygon k gets id k + 1. Polygons entirely outside the map are skipped.
+      with_boxes: also return (K, 4) int boxes (x0, y0, x1, y1, exclusive ends, one pixel
+        wider than the vertices) of ids 1..K in map coordinates: `instances_and_mask`
+        finds each id's exact extent inside its box instead of scanning the whole map.
+
+    Returns:
+      The map, or (map, boxes) with `with_boxes`.
     """
     labels = np.zeros((size, size), np.uint16)
-    scaled = np.round(vertices * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    low, high = vertices.min(axis=1), vertices.max(axis=1)
     if keep is None:
         ids = np.arange(1, len(vertices) + 1)
+        meets = np.ones(len(vertices), bool)
     else:
         x0, y0, x1, y1 = keep
-        low, high = vertices.min(axis=1), vertices.max(axis=1)
         # One pixel of slack: a polygon ending just short of the crop may still set the
         # crop's first pixel when rasterised.
         meets = ((high[:, 0] >= x0 - 1) & (low[:, 0] < x1 + 1) & (high[:, 1] >= y0 - 1)
                  & (low[:, 1] < y1 + 1))
         ids = np.where(meets, np.cumsum(meets), OUTSIDE_ID)
-    for polygon, instance in zip(scaled, ids.tolist()):
+    inside = (high >= -1).all(axis=1) & (low < size + 1).all(axis=1)
+    scaled = np.round(vertices[inside] * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    for polygon, instance in zip(scaled, ids[inside].tolist()):
         cv2.fillPoly(labels, [polygon], instance, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
-    return labels
+    if not with_boxes:
+        return labels
+    boxes = np.concatenate([np.floor(low[meets]) - 1, np.ceil(high[meets]) + 2], axis=1)
+    return labels, np.clip(boxes, 0, size).astype(np.int64)
 
 
 def fill_union(vertices: np.ndarray, size: int, value: int = 1) -> np.ndarray:
@@ -86,28 +97,70 @@ def bbox_centres(labels: np.ndarray, boxes=None) -> np.ndarray:
 
 
 def labels_to_mask(labels: np.ndarray, boxes=None) -> np.ndarray:
-    """The release's bit mask (uint8: 1 nucleus, 2 outer contour, 4 bbox centroid)."""
+    """The release's bit mask (uint8: 1 nucleus, 2 outer contour, 4 bbox centroid).
+
+    Args:
+      boxes: `scipy.ndimage.find_objects(labels)` if already computed.
+    """
+    return _bit_mask(labels, bbox_centres(labels, boxes))
+
+
+def _centres_in_boxes(labels: np.ndarray, boxes: np.ndarray):
+    """(present flags (K,), (K, 2) row, col bbox centres) of ids 1..K, each searched only
+    inside its box (x0, y0, x1, y1): a few small cv2 calls per id instead of a full scan."""
+    present = np.zeros(len(boxes), bool)
+    centres = np.zeros((len(boxes), 2), np.int64)
+    for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        if x1 <= x0 or y1 <= y0:
+            continue
+        region = labels[y0:y1, x0:x1]
+        if region.size < 4:  # OpenCV reads a 1×1 array beside a scalar as a scalar
+            rows, cols = np.nonzero(region == index + 1)
+            x, y = (int(cols.min()), int(rows.min())) if len(rows) else (0, 0)
+            width = int(cols.max()) + 1 - x if len(rows) else 0
+            height = int(rows.max()) + 1 - y if len(rows) else 0
+        else:
+            x, y, width, height = cv2.boundingRect(cv2.compare(region, index + 1, cv2.CMP_EQ))
+        if width:
+            present[index] = True
+            centres[index] = (y0 + y + (height - 1) // 2, x0 + x + (width - 1) // 2)
+    return present, centres
+
+
+def _bit_mask(labels: np.ndarray, centres: np.ndarray) -> np.ndarray:
     nucleus = cv2.compare(labels, 0, cv2.CMP_GT)  # 0/255
     contour = cv2.subtract(cv2.dilate(nucleus, _RING), nucleus)
-    mask = (nucleus & patch_file.MASK_NUCLEUS) | (contour & patch_file.MASK_CONTOUR)
-    centres = bbox_centres(labels, boxes)
+    mask = cv2.bitwise_or(cv2.bitwise_and(nucleus, patch_file.MASK_NUCLEUS),
+                          cv2.bitwise_and(contour, patch_file.MASK_CONTOUR))
     if len(centres):
         mask[centres[:, 0], centres[:, 1]] |= patch_file.MASK_CENTROID
     return mask
 
 
-def instances_and_mask(labels: np.ndarray):
-    """(instance ids renumbered 1..K as a contiguous copy, bit mask) of a label crop, with
-    one scan of the crop for both (the ids present and their boxes)."""
-    boxes = ndimage.find_objects(labels)
-    if len(boxes) == OUTSIDE_ID:
-        raise ValueError("labels of a kept crop contain OUTSIDE_ID")
-    if any(box is None for box in boxes):
-        labels = relabel_sequential(labels)
-        boxes = [box for box in boxes if box is not None]
+def instances_and_mask(labels: np.ndarray, boxes=None):
+    """(instance ids renumbered 1..K as a contiguous copy, bit mask) of a label crop.
+
+    Args:
+      boxes: optional (K, 4) boxes (x0, y0, x1, y1) in crop coordinates that contain all
+        pixels of ids 1..K (`rasterise(..., with_boxes=True)`); without them the crop is
+        scanned once (scipy find_objects).
+    """
+    if boxes is None:
+        found = ndimage.find_objects(labels)
+        if len(found) == OUTSIDE_ID:
+            raise ValueError("labels of a kept crop contain OUTSIDE_ID")
+        present = np.array([box is not None for box in found], bool)
+        centres = bbox_centres(labels, found)
+    else:
+        present, centres = _centres_in_boxes(labels, boxes)
+        centres = centres[present]
+    if not present.all():
+        lookup = np.zeros(len(present) + 1, labels.dtype)
+        lookup[1:][present] = np.arange(1, int(present.sum()) + 1, dtype=labels.dtype)
+        labels = np.take(lookup, labels)
     else:
         labels = np.ascontiguousarray(labels)
-    return labels, labels_to_mask(labels, boxes)
+    return labels, _bit_mask(labels, centres)
 
 
 def mask_to_labels(mask: np.ndarray) -> np.ndarray:

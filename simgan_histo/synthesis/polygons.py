@@ -7,10 +7,8 @@ random perspective ("quad") transform, which correlates the shape and size of ne
 
 Instead of warping a 770² raster with PIL (release), the polygon vertices are mapped through
 the homography: a projective map sends straight edges to straight edges, so rasterising the
-mapped polygon is the same shape without the nearest-neighbour resampling. Candidates are
-drawn in vectorised chunks and accepted in order; overlap is measured in the source canvas
-(where nuclei are near-circular) on slightly widened area-equivalent circles, summed over
-earlier nuclei, which bounds the overlap with their union from above.
+mapped polygon is the same shape without the nearest-neighbour resampling. This module holds
+the geometry; `placement.py` places a batch's nuclei with it.
 """
 
 import functools
@@ -205,135 +203,6 @@ def scaled_shapes(rng, bank, centers: np.ndarray, radii: np.ndarray):
     picks = (rng.random(len(centers)) * len(shapes)).astype(np.int64)
     vertices = shapes[picks] * radii.astype(np.float32)[:, None, None]
     return vertices + centers.astype(np.float32)[:, None, :], areas[picks] * radii ** 2
-
-
-def uniform_in_quad(rng, quad: np.ndarray, count: int) -> np.ndarray:
-    """`count` points uniform in a convex quadrilateral (4, 2), corners in order.
-
-    The release drew centres uniformly on the whole source canvas and rejected those
-    outside the quad; drawing inside the quad is the same distribution without the waste.
-    """
-    (ax, ay), (bx, by), (cx, cy), (dx, dy) = quad.tolist()
-    first = abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))  # 2 × triangle abc
-    second = abs((cx - ax) * (dy - ay) - (cy - ay) * (dx - ax))  # 2 × triangle acd
-    draws_ = rng.random((3, count))
-    use_second = draws_[0] * (first + second) >= first
-    u, v = draws_[1], draws_[2]
-    fold = u + v > 1.0
-    u, v = np.where(fold, 1.0 - u, u), np.where(fold, 1.0 - v, v)
-    # Triangle (a, b, c) or (a, c, d): a + u·(p − a) + v·(q − a).
-    px, py = np.where(use_second, cx, bx) - ax, np.where(use_second, cy, by) - ay
-    qx, qy = np.where(use_second, dx, cx) - ax, np.where(use_second, dy, cy) - ay
-    return np.stack([ax + u * px + v * qx, ay + u * py + v * qy], axis=1)
-
-
-def _candidates(rng, config, count, bias, homography, quad, tissue, full_tissue):
-    """A chunk of valid candidates: (source centres, source areas, mapped polygons).
-
-    Valid: every vertex inside the canvas and on tissue, mapped area above
-    `min_nucleus_area_px`.
-    """
-    size = tissue.shape[0]
-    centers = uniform_in_quad(rng, quad, count)
-    low, high = config.nucleus_radius_range
-    radii = (low + (high - low) * rng.random(count)) * bias
-    source, areas = scaled_shapes(rng, shape_bank(config), centers, radii)
-    mapped = apply_homography(homography, source)
-    flat = mapped.reshape(count, -1)
-    valid = (flat.min(axis=1) >= 0) & (flat.max(axis=1) <= size - 1)
-    if not full_tissue:
-        pixels = np.clip(mapped, 0, size - 1).astype(np.int32)
-        valid &= tissue[pixels[..., 1], pixels[..., 0]].min(axis=1) > 0
-    valid &= polygon_areas(mapped) > config.min_nucleus_area_px
-    return centers[valid], areas[valid], mapped[valid]
-
-
-@functools.lru_cache(maxsize=256)
-def _earlier(new: int, total: int, num_old: int) -> np.ndarray:
-    """(new, total) bool: entry (i, j) is True when candidate j comes before new one i."""
-    return np.tri(new, total, num_old - 1, dtype=bool)
-
-
-def _accept(centers, radii, areas, num_old, max_overlap, budget, patience):
-    """Sequential acceptance, vectorised: x_i = [Σ_{j<i} overlap_ij·x_j <= limit_i].
-
-    The recurrence is triangular, so iterating it from "all accepted" reaches its unique
-    solution (the sequential result) in at most (chain length) steps. The first `num_old`
-    entries are already accepted. Returns (indices of accepted new entries, stopped early).
-    """
-    total, new = len(centers), len(centers) - num_old
-    dx = centers[num_old:, 0:1] - centers[:, 0]
-    dy = centers[num_old:, 1:2] - centers[:, 1]
-    distance = np.sqrt(dx * dx + dy * dy)
-    close = (distance < radii[num_old:, None] + radii) & _earlier(new, total, num_old)
-    rows, cols = np.nonzero(close)
-    overlap = np.zeros((new, total))
-    overlap[rows, cols] = circle_overlaps(distance[rows, cols], radii[rows + num_old],
-                                          radii[cols])
-    limits = max_overlap * areas[num_old:]
-    accepted = np.ones(total)
-    for _ in range(new + 1):
-        step = (overlap @ accepted <= limits).astype(np.float64)
-        if np.array_equal(step, accepted[num_old:]):
-            break
-        accepted[num_old:] = step
-    chosen = np.flatnonzero(accepted[num_old:])
-    if new - len(chosen) < patience:  # too few rejections for a stalled run
-        return chosen[:budget], False
-    # A run of `patience` rejections before the next acceptance ends the drawing.
-    gaps = np.diff(chosen, prepend=-1) - 1
-    stalled = np.flatnonzero(gaps >= patience)
-    stopped = bool(len(stalled)) or new - 1 - (chosen[-1] if len(chosen) else -1) >= patience
-    if len(stalled):
-        chosen = chosen[:stalled[0]]
-    return chosen[:budget], stopped
-
-
-def sample_nuclei(rng: np.random.Generator, config, tissue: np.ndarray, count: int,
-                  bias: float) -> np.ndarray:
-    """Places up to `count` nuclei on a square canvas (release `rand_nucleus`).
-
-    Each nucleus lies entirely inside the canvas and on tissue (checked at its vertices),
-    has a mapped area > `min_nucleus_area_px`, and overlaps earlier nuclei by at most
-    `max_overlap` of its own area. The release accepted a nucleus anyway after 50 overlap
-    redraws; here the bound is kept and a full canvas simply gets fewer nuclei: drawing
-    stops after `overlap_redraws` consecutive overlap rejections, or when the candidate
-    budget (max(`placement_tries`, 8·count)) is spent.
-
-    Args:
-      rng: the patch's random generator.
-      config: a SynthesisConfig.
-      tissue: (S, S) uint8/bool, non-zero where nuclei may lie.
-      count: nuclei wanted.
-      bias: radius multiplier (`size_bias`).
-
-    Returns:
-      (K, V, 2) float32 vertices in canvas coordinates, K <= count, in drawing order.
-    """
-    size = tissue.shape[0]
-    homography, quad = random_quad(rng, size, config.quad_inset_fraction)
-    if count <= 0:
-        return np.zeros((0, max_vertices(config), 2), np.float32)
-    centers, areas, mapped = (np.zeros((0, 2)), np.zeros(0),
-                              np.zeros((0, max_vertices(config), 2), np.float32))
-    budget, chunk, drawn = max(config.placement_tries, 8 * count), 3 * count + 32, 0
-    full_tissue = cv2.countNonZero(tissue) == tissue.size
-    while drawn < budget and len(mapped) < count:
-        new_centers, new_areas, new_mapped = _candidates(rng, config, chunk, bias, homography,
-                                                         quad, tissue, full_tissue)
-        drawn += chunk
-        all_centers = np.concatenate([centers, new_centers])
-        all_areas = np.concatenate([areas, new_areas])
-        reach = OVERLAP_RADIUS_FACTOR * np.sqrt(all_areas / math.pi)
-        chosen, stopped = _accept(all_centers, reach, all_areas,
-                                  len(centers), config.max_overlap, count - len(mapped),
-                                  config.overlap_redraws)
-        centers = np.concatenate([centers, new_centers[chosen]])
-        areas = np.concatenate([areas, new_areas[chosen]])
-        mapped = np.concatenate([mapped, new_mapped[chosen]])
-        if stopped:
-            break
-    return mapped
 
 
 def _pad(vertices: np.ndarray, width: int) -> np.ndarray:

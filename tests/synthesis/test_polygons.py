@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from simgan_histo import config as config_lib
-from simgan_histo.synthesis import labels
 from simgan_histo.synthesis import polygons
-from tests.synthesis.conftest import small_config
 
 
 def test_regular_polygon_is_exact():
@@ -49,15 +47,6 @@ def test_circle_overlap_hand_values(distance, expected):
     np.testing.assert_allclose(value, [expected], atol=1e-9)
 
 
-def test_points_in_quad_are_inside_and_uniform():
-    rng = np.random.default_rng(2)
-    quad = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], np.float64)
-    points = polygons.uniform_in_quad(rng, quad, 20000)
-    assert points.min() >= 0 and points.max() <= 10
-    np.testing.assert_allclose(points.mean(axis=0), [5, 5], atol=0.1)
-    np.testing.assert_allclose(points.var(axis=0), [100 / 12] * 2, rtol=0.05)
-
-
 def test_quad_maps_its_source_quad_onto_the_canvas():
     homography, quad = polygons.random_quad(np.random.default_rng(3), 100, 0.674)
     assert quad.min() >= 0 and quad.max() <= 167.4 + 1e-3  # inside the 1.674× source canvas
@@ -79,79 +68,3 @@ def test_count_follows_the_release_formula_scaled_by_area():
                      for i in range(2000)])
     # 10 % by rule, plus 90 % × P(N(35, 40) < 0.5) = 0.9 × Φ(−0.8625) = 0.9 × 0.1942.
     assert empty == pytest.approx(0.1 + 0.9 * 0.1942, abs=0.03)
-
-
-def _sample(seed, tissue, count=40, config=None):
-    config = config or small_config()
-    rng = np.random.default_rng(seed)
-    return polygons.sample_nuclei(rng, config, tissue, count, 1.0), config
-
-
-def test_nuclei_lie_inside_the_canvas_on_tissue_and_are_large_enough():
-    tissue = np.zeros((160, 160), np.uint8)
-    tissue[:, :90] = 1  # tissue on the left only
-    for seed in range(20):
-        vertices, config = _sample(seed, tissue)
-        assert len(vertices) <= 40
-        assert vertices.min() >= 0 and vertices.max() <= 159
-        assert (vertices[..., 0] < 90).all()
-        assert (polygons.polygon_areas(vertices) > config.min_nucleus_area_px).all()
-        drawn = labels.rasterise(vertices, 160)
-        assert not drawn[:, 91:].any()
-
-
-def test_no_tissue_no_nuclei():
-    vertices, _ = _sample(0, np.zeros((160, 160), np.uint8))
-    assert vertices.shape[0] == 0
-
-
-def test_overlap_with_earlier_nuclei_is_bounded():
-    # Pixel-exact overlap of each drawn nucleus with the union of the earlier ones. The
-    # sampler bounds it on widened circles, so a few pixels of slack are allowed, and
-    # almost no nucleus may exceed the configured bound.
-    tissue = np.ones((160, 160), np.uint8)
-    overlaps = []
-    for seed in range(10):
-        vertices, config = _sample(seed, tissue, count=60)
-        union = np.zeros((160, 160), np.uint8)
-        for polygon in vertices:
-            own = labels.fill_union(polygon[None], 160)
-            if own.sum() > 0:
-                overlaps.append(float((own & union).sum() / own.sum()))
-            union |= own
-    overlaps = np.array(overlaps)
-    assert len(overlaps) > 200
-    assert overlaps.max() <= config.max_overlap + 0.1
-    assert (overlaps > config.max_overlap).mean() <= 0.02
-
-
-def test_circle_bound_holds_exactly():
-    # The accepted set satisfies the rule it implements: summed circle overlap <= 0.15·area.
-    rng = np.random.default_rng(4)
-    centers = rng.uniform(0, 60, (80, 2))
-    radii = rng.uniform(4, 8, 80)
-    areas = math.pi * radii ** 2
-    chosen, _ = polygons._accept(centers, radii, areas, 0, 0.15, 80, 1000)
-    for position, index in enumerate(chosen):
-        earlier = chosen[:position]
-        distance = np.hypot(*(centers[earlier] - centers[index]).T)
-        lens = polygons.circle_overlaps(distance, np.full(len(earlier), radii[index]),
-                                        radii[earlier]).sum()
-        assert lens <= 0.15 * areas[index] + 1e-9
-    # ... and greedily: every rejected candidate violates it against the earlier accepted.
-    rejected = sorted(set(range(80)) - set(chosen.tolist()))
-    for index in rejected:
-        earlier = chosen[chosen < index]
-        distance = np.hypot(*(centers[earlier] - centers[index]).T)
-        lens = polygons.circle_overlaps(distance, np.full(len(earlier), radii[index]),
-                                        radii[earlier]).sum()
-        assert lens > 0.15 * areas[index]
-
-
-def test_sampling_is_a_function_of_the_seed():
-    tissue = np.ones((160, 160), np.uint8)
-    first, _ = _sample(7, tissue)
-    again, _ = _sample(7, tissue)
-    other, _ = _sample(8, tissue)
-    np.testing.assert_array_equal(first, again)
-    assert first.shape != other.shape or not np.array_equal(first, other)
