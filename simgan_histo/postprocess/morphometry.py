@@ -16,19 +16,23 @@ One row per instance of a label image, as a dict of equal-length numpy columns (
 | mean_segmentation | mean segmentation probability (NaN when no map is given)          |
 | area_um2, perimeter_um | the same in µm (only when `mpp` is given)                    |
 
-Areas, centroids, second moments and intensity means are labelled reductions over the whole
-image (numpy bincount / scipy.ndimage). Perimeter and solidity need each nucleus's outline:
+Areas, centroids, second moments and intensity means are weighted bincounts over the
+nucleus pixels, found in one pass. The H and E densities are computed for those pixels only
+(through a 256-entry table of skimage's per-channel log term, `hed_densities`), not for the
+whole image: on dense H&E that is ≈ 25 % of the pixels and ≈ 20× cheaper than
+`skimage.color.rgb2hed` on the tile. Perimeter and solidity need each nucleus's outline:
 they come from the polygons of `polygons.instance_polygons` (traced once, reused by the
 caller) with OpenCV's C++ geometry, about 10× faster than skimage's per-region properties.
 An instance in several pieces is measured on its largest piece for those two columns.
 """
 
+import functools
 from typing import Dict, Optional
 
 import cv2
 import numpy as np
-from scipy import ndimage
-from simgan_histo import stain
+from skimage import color, util
+
 from simgan_histo.postprocess import polygons as polygons_lib
 
 Measurements = Dict[str, np.ndarray]
@@ -37,16 +41,44 @@ COLUMNS = ("label", "area_px", "perimeter_px", "eccentricity", "solidity", "cent
            "centroid_y", "mean_hematoxylin", "mean_eosin", "mean_segmentation")
 
 
-def _moments(labels: np.ndarray, ids: np.ndarray):
-    """Area, centroid and central second moments of each id, by weighted bincounts."""
-    rows, cols = np.nonzero(labels)
-    owner = labels[rows, cols]
-    size = int(ids.max()) + 1 if len(ids) else 1
+@functools.lru_cache(maxsize=1)
+def _log_table() -> np.ndarray:
+    """skimage `separate_stains`' per-channel term log(max(v / 255, 1e-6)) / log(1e-6)."""
+    values = util.img_as_float64(np.arange(256, dtype=np.uint8))
+    return np.log(np.maximum(values, 1e-6)) / np.log(1e-6)
 
-    def total(weights=None):
+
+def hed_densities(pixels: np.ndarray) -> np.ndarray:
+    """(N, 2) float32 hematoxylin and eosin optical densities of (N, 3) uint8 RGB pixels.
+
+    Equal (to float rounding) to `stain.hed` = `skimage.color.rgb2hed` on the same pixels:
+    the log of each channel comes from a 256-entry table, then the same matrix and clip at 0.
+    """
+    pixels = np.asarray(pixels, np.uint8)
+    table = _log_table()
+    logs = [table[pixels[:, channel]] for channel in range(3)]
+    out = np.empty((len(pixels), 2), np.float32)
+    for stain_index in range(2):  # rows of the matrix product, written out: numpy's matmul
+        weights = color.hed_from_rgb[:, stain_index]  # is slow for a 3-long inner axis
+        density = logs[0] * weights[0] + logs[1] * weights[1] + logs[2] * weights[2]
+        out[:, stain_index] = np.maximum(density, 0)
+    return out
+
+
+def _pixels(labels: np.ndarray):
+    """(flat index, rows, cols, owner) of every labelled pixel, raster order."""
+    flat = np.flatnonzero(labels)
+    rows, cols = np.divmod(flat, labels.shape[1])
+    return flat, rows, cols, labels.ravel()[flat]
+
+
+def _moments(rows, cols, owner, area):
+    """Centroid and central second moments of each id, by weighted bincounts."""
+    size = len(area)
+
+    def total(weights):
         return np.bincount(owner, weights=weights, minlength=size)
 
-    area = total()
     with np.errstate(invalid="ignore", divide="ignore"):
         cy, cx = total(rows) / area, total(cols) / area
     # Central moments from centred coordinates (not E[x²] − E[x]², which cancels badly),
@@ -54,7 +86,14 @@ def _moments(labels: np.ndarray, ids: np.ndarray):
     d_row, d_col = rows - cy[owner], cols - cx[owner]
     with np.errstate(invalid="ignore", divide="ignore"):
         mu_rr, mu_cc, mu_rc = (total(w) / area for w in (d_row ** 2, d_col ** 2, d_row * d_col))
-    return tuple(v[ids] for v in (area, cx, cy, mu_rr, mu_cc, mu_rc))
+    return cx, cy, mu_rr, mu_cc, mu_rc
+
+
+def _means(owner, area, values) -> np.ndarray:
+    """Per-id mean of `values` (one per labelled pixel), summed in float64 as ndimage.mean."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(owner, weights=np.asarray(values, np.float64),
+                           minlength=len(area)) / area
 
 
 def _eccentricity(mu_rr, mu_cc, mu_rc) -> np.ndarray:
@@ -110,15 +149,16 @@ def measure_nuclei(labels: np.ndarray, rgb: Optional[np.ndarray] = None,
         if array is not None and np.shape(array) != shape:
             raise ValueError(f"measure_nuclei: {name} has shape {np.shape(array)}, "
                              f"expected {shape}")
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    area, cx, cy, mu_rr, mu_cc, mu_rc = _moments(labels, ids)
+    flat, rows, cols, owner = _pixels(labels)
+    area = np.bincount(owner, minlength=1).astype(np.float64)
+    ids = np.flatnonzero(area)
+    cx, cy, mu_rr, mu_cc, mu_rc = (v[ids] for v in _moments(rows, cols, owner, area))
     if polygons is None:
         polygons = polygons_lib.instance_polygons(labels)
     perimeter, solidity = _outline_measures(polygons, ids)
     columns: Measurements = {
         "label": ids.astype(np.int64),
-        "area_px": area.astype(np.int64),
+        "area_px": area[ids].astype(np.int64),
         "perimeter_px": perimeter,
         "eccentricity": _eccentricity(mu_rr, mu_cc, mu_rc),
         "solidity": solidity,
@@ -127,14 +167,14 @@ def measure_nuclei(labels: np.ndarray, rgb: Optional[np.ndarray] = None,
     }
     nan = np.full(len(ids), np.nan)
     if rgb is not None and len(ids):
-        densities = stain.hed(np.asarray(rgb, np.uint8))
-        columns["mean_hematoxylin"] = np.asarray(ndimage.mean(densities[..., 0], labels, ids))
-        columns["mean_eosin"] = np.asarray(ndimage.mean(densities[..., 1], labels, ids))
+        densities = hed_densities(np.asarray(rgb).reshape(-1, 3)[flat])
+        columns["mean_hematoxylin"] = _means(owner, area, densities[:, 0])[ids]
+        columns["mean_eosin"] = _means(owner, area, densities[:, 1])[ids]
     else:
         columns["mean_hematoxylin"] = columns["mean_eosin"] = nan
     if segmentation is not None and len(ids):
-        columns["mean_segmentation"] = np.asarray(
-            ndimage.mean(np.asarray(segmentation, np.float64), labels, ids))
+        columns["mean_segmentation"] = _means(owner, area,
+                                              np.asarray(segmentation).ravel()[flat])[ids]
     else:
         columns["mean_segmentation"] = nan
     if mpp is not None:

@@ -42,17 +42,26 @@ def instance_polygons(labels: np.ndarray, offset_xy: Tuple[float, float] = (0.0,
         raise ValueError(f"instance_polygons: expected (H, W) integer labels, got "
                          f"{labels.dtype} {labels.shape}")
     offset = np.asarray(offset_xy, np.float64)
+    height, width = labels.shape
     polygons: Polygons = {}
     for index, box in enumerate(ndimage.find_objects(labels)):
         if box is None:
             continue
         instance_id = index + 1
-        # A 1-px zero border keeps the contour closed where the crop meets the instance.
-        crop = np.pad((labels[box] == instance_id).astype(np.uint8), 1)
+        # The box grown by 1 px holds no pixel of the instance on its rim, which keeps the
+        # contour closed; only where that rim leaves the image is it padded with zeros
+        # (np.pad on every crop cost more than the tracing).
+        top, left = box[0].start - 1, box[1].start - 1
+        bottom, right = box[0].stop + 1, box[1].stop + 1
+        crop = (labels[max(top, 0):min(bottom, height), max(left, 0):min(right, width)]
+                == instance_id).view(np.uint8)
+        if top < 0 or left < 0 or bottom > height or right > width:
+            crop = cv2.copyMakeBorder(crop, int(top < 0), int(bottom > height), int(left < 0),
+                                      int(right > width), cv2.BORDER_CONSTANT, value=0)
         contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         contour = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
         points = contour[:, 0, :].astype(np.float64)
-        points += (box[1].start - 1, box[0].start - 1)
+        points += (left, top)
         polygons[instance_id] = points * scale + offset
     return polygons
 
