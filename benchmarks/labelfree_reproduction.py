@@ -100,7 +100,7 @@ def main(argv):
     tf_setup.configure(config.runtime)
     # pylint: disable=import-outside-toplevel
     from simgan_histo import api, pipeline
-    from simgan_histo.evaluation import metrics, predict_lib
+    from simgan_histo.evaluation import errors, metrics, predict_lib
     from simgan_histo.training import export
 
     data = pathlib.Path(DATA.value or pathlib.Path(__file__).resolve().parents[2] / "shared" /
@@ -116,9 +116,14 @@ def main(argv):
     predict_lib.predict_folder(model.predict_labels, images, predictions, None)
     result = predict_lib.evaluate_folder(predictions, labels)
     predict_lib.write_json(workdir / "metrics.json", result)
+    organs = {entry["id"]: entry["organ"]
+              for entry in json.loads((data / "manifest.json").read_text())["images"]}
+    analysis = errors.group_errors(errors.analyse_folders(predictions, labels, images), organs)
+    predict_lib.write_json(workdir / "error_analysis.json", analysis)
     line = {"protocol": PROTOCOL.value, "ablation": ABLATION.value, "seed": config.runtime.seed,
             "preset": config.preset, "budget_min": BUDGET_MIN.value, "mean": result["mean"],
             "pooled": result["pooled"], "n_images": result["n_images"],
+            "errors": analysis["all"],
             "export": records["task"]["export"], "selection": records["task"]["selection"],
             "commit": export.git_commit(), "config_hash": config.hash(),
             "wall_s": round(time.perf_counter() - started, 1),
@@ -126,6 +131,7 @@ def main(argv):
                          f"--images={images} --out=pred && python evaluate.py --pred=pred "
                          f"--gt={labels}"}
     print(metrics.format_table(result))
+    print(errors.format_groups(analysis))
     print(json.dumps(line))
     return 0
 
