@@ -73,3 +73,46 @@ def test_empty_labels_and_bad_shapes():
         morphometry.measure_nuclei(np.zeros((8, 8), np.int32), np.zeros((8, 9, 3), np.uint8))
     with pytest.raises(ValueError, match="integer labels"):
         morphometry.measure_nuclei(np.zeros((8, 8), np.float64))
+
+
+@pytest.fixture(scope="module")
+def real_image(monuseg):
+    """A MoNuSeg train image and its ground-truth instances (real nuclei, real stain)."""
+    import cv2
+
+    name = sorted((monuseg / "train" / "images").glob("*.png"))[1].name
+    rgb = cv2.cvtColor(cv2.imread(str(monuseg / "train" / "images" / name)), cv2.COLOR_BGR2RGB)
+    labels = cv2.imread(str(monuseg / "train" / "labels" / name), cv2.IMREAD_UNCHANGED)
+    return rgb, labels.astype(np.int32)
+
+
+def test_means_equal_whole_image_deconvolution_on_a_real_image(real_image):
+    """H/E now come from the nucleus pixels only: equal to `stain.hed` of the whole image
+    averaged with `ndimage.mean` (the previous definition)."""
+    from scipy import ndimage
+
+    rgb, labels = real_image
+    segmentation = np.random.default_rng(0).random(labels.shape).astype(np.float32)
+    rows = morphometry.measure_nuclei(labels, rgb, segmentation)
+    ids = np.unique(labels)[1:]
+    assert len(ids) > 200
+    np.testing.assert_array_equal(rows["label"], ids)
+    densities = stain.hed(rgb)
+    for column, channel in (("mean_hematoxylin", 0), ("mean_eosin", 1)):
+        expected = ndimage.mean(densities[..., channel], labels, ids)
+        np.testing.assert_allclose(rows[column], expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(rows["mean_segmentation"],
+                               ndimage.mean(segmentation.astype(np.float64), labels, ids),
+                               rtol=1e-12)
+    props = measure.regionprops_table(labels, properties=("area", "centroid", "eccentricity"))
+    np.testing.assert_array_equal(rows["area_px"], props["area"])
+    np.testing.assert_allclose(rows["centroid_x"], props["centroid-1"], atol=1e-9)
+    np.testing.assert_allclose(rows["eccentricity"], props["eccentricity"], atol=1e-9)
+
+
+def test_hed_densities_equal_skimage_on_real_pixels(real_image):
+    pixels = real_image[0].reshape(-1, 3)[::7]
+    pixels = np.concatenate([pixels, [[0, 0, 0], [255, 255, 255], [0, 255, 1]]]).astype(np.uint8)
+    expected = stain.hed(pixels[:, None, :])[:, 0, :2]
+    np.testing.assert_allclose(morphometry.hed_densities(pixels), expected, rtol=1e-6,
+                               atol=1e-7)

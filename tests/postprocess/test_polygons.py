@@ -60,3 +60,32 @@ def test_real_label_image_round_trip(monuseg):
 def test_bad_labels_raise():
     with pytest.raises(ValueError, match="integer labels"):
         polygons.instance_polygons(np.zeros((4, 4), np.float32))
+
+
+def _padded_definition(labels):
+    """The previous tracing: every bounding-box crop zero-padded by np.pad."""
+    from scipy import ndimage
+
+    result = {}
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        if box is not None:
+            crop = np.pad((labels[box] == index + 1).astype(np.uint8), 1)
+            contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            contour = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+            result[index + 1] = contour[:, 0, :] + (box[1].start - 1, box[0].start - 1)
+    return result
+
+
+@pytest.mark.parametrize("window", [(slice(None), slice(None)), (slice(3, 517), slice(250, 700))])
+def test_tracing_equals_the_padded_crop_definition(monuseg, window):
+    """Nuclei cut by the image edge (the window) included; split instances included."""
+    path = sorted((monuseg / "test" / "labels").glob("*.png"))[1]
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.int32)[window]
+    labels[::40] = 0  # splits some nuclei into pieces
+    expected = _padded_definition(labels)
+    outlines = polygons.instance_polygons(labels)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    assert len(set(edge.tolist()) - {0}) > 5
+    assert list(outlines) == list(expected)
+    for key, points in expected.items():
+        np.testing.assert_array_equal(outlines[key], points)

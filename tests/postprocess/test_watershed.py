@@ -113,3 +113,84 @@ def test_thresholds_defaults_json_and_validation():
         watershed.Thresholds(seg_threshold=1.5)
     with pytest.raises(ValueError, match="max_area_px"):
         watershed.Thresholds(min_area_px=30, max_area_px=10)
+
+
+def _old_instances(segmentation, detection, thresholds):
+    """The definition before the speed work: scipy Gaussians and labels, one skimage call."""
+    from scipy import ndimage
+    from skimage import segmentation as sk_segmentation
+
+    eight = np.ones((3, 3), bool)
+    seg = ndimage.gaussian_filter(segmentation, thresholds.seg_sigma)
+    det = ndimage.gaussian_filter(detection, thresholds.det_sigma)
+    foreground = seg > thresholds.seg_threshold
+    components, count = ndimage.label(det > thresholds.det_threshold, structure=eight)
+    boxes = ndimage.find_objects(components)
+    seeds = np.array([((b[0].start + b[0].stop - 1) // 2, (b[1].start + b[1].stop - 1) // 2)
+                      for b in boxes], np.int64).reshape(-1, 2)
+    seeds = seeds[foreground[seeds[:, 0], seeds[:, 1]]]
+    blobs, count = ndimage.label(foreground, structure=eight)
+    seeded = set(blobs[seeds[:, 0], seeds[:, 1]])
+    areas = np.bincount(blobs.ravel())
+    recalled = []
+    for blob in range(1, count + 1):
+        if blob not in seeded and areas[blob] < thresholds.max_area_px:
+            inside = np.flatnonzero(blobs.ravel() == blob)
+            best = inside[np.argmax(seg.ravel()[inside])]  # first maximum in raster order
+            recalled.append(np.unravel_index(best, seg.shape))
+    seeds = np.concatenate([seeds, np.array(recalled, np.int64).reshape(-1, 2)])
+    points = np.zeros(seg.shape, bool)
+    points[seeds[:, 0], seeds[:, 1]] = True
+    markers, _ = ndimage.label(ndimage.binary_dilation(points, eight), structure=eight)
+    labels = sk_segmentation.watershed(-seg, markers, mask=foreground,
+                                       compactness=thresholds.compactness)
+    labels = watershed.fill_instance_holes(labels.astype(np.uint32))
+    return watershed.filter_by_area(labels, thresholds.min_area_px, thresholds.max_area_px)
+
+
+@pytest.fixture(scope="module")
+def real_maps(monuseg):
+    """Maps of a real H&E image: the training-free hematoxylin stand-in of the slide path."""
+    import cv2
+    from simgan_histo.wsi import model as model_lib
+
+    path = sorted((monuseg / "train" / "images").glob("*.png"))[0]
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)[:600, :700]
+    segmentation, detection = model_lib.hematoxylin_maps(rgb[None])
+    return segmentation[0], detection[0]
+
+
+@pytest.mark.parametrize("settings", [{}, {"seg_threshold": 0.6, "det_threshold": 0.03}])
+def test_instances_equal_the_single_call_definition_on_a_real_image(real_maps, settings):
+    thresholds = watershed.Thresholds(**settings)
+    labels = watershed.instances_from_maps(*real_maps, thresholds)
+    expected = _old_instances(*real_maps, thresholds)
+    assert labels.max() > 100  # a real image: many nuclei, many touching
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_flood_equals_skimage_on_touching_and_unseeded_components():
+    from skimage import segmentation as sk_segmentation
+
+    seg, det, _ = _touching_disks()
+    seg = watershed.gaussian(seg * np.linspace(0.6, 1.0, seg.shape[1])[None, :], 1.0)
+    foreground = seg > 0.3
+    foreground[:, 70:] = True  # a component with no marker: stays 0
+    markers = np.zeros(seg.shape, np.int32)
+    markers[31:34, 29:32], markers[31:34, 45:48] = 4, 9  # two markers in one component
+    markers[2:4, 2:4] = 7  # a marker outside the mask floods nothing
+    flooded = watershed.flood(seg, foreground, markers, compactness=1.0)
+    expected = sk_segmentation.watershed(-seg, markers, mask=foreground, compactness=1.0)
+    np.testing.assert_array_equal(flooded, expected)
+    assert sorted(np.unique(flooded)) == [0, 4, 9]
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5])
+def test_gaussian_matches_scipy(sigma):
+    from scipy import ndimage
+
+    image = np.random.default_rng(1).random((50, 70)).astype(np.float32)
+    image[:, :10] = 1.0  # saturated edge, as probability maps have
+    np.testing.assert_allclose(watershed.gaussian(image, sigma),
+                               ndimage.gaussian_filter(image, sigma), rtol=0, atol=5e-7)
+    np.testing.assert_array_equal(watershed.gaussian(image, 0), image)
