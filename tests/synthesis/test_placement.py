@@ -19,13 +19,15 @@ def _sample(seed, tissue, count=40, config=None):
 def test_points_in_quads_are_inside_and_uniform():
     rng = np.random.default_rng(2)
     quad = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], np.float64)
-    points = placement._in_quads(np.repeat(quad[None], 20000, axis=0), *rng.random((3, 20000)))
+    points = np.stack(placement._in_quads(np.repeat(quad[None], 20000, axis=0),
+                                          *rng.random((3, 20000))), axis=1)
     assert points.min() >= 0 and points.max() <= 10
     np.testing.assert_allclose(points.mean(axis=0), [5, 5], atol=0.1)
     np.testing.assert_allclose(points.var(axis=0), [100 / 12] * 2, rtol=0.05)
     # A triangle-like quad (d = c): every point inside the triangle abc.
     triangle = np.array([[0, 0], [10, 0], [0, 10], [0, 10]], np.float64)
-    points = placement._in_quads(np.repeat(triangle[None], 5000, axis=0), *rng.random((3, 5000)))
+    points = np.stack(placement._in_quads(np.repeat(triangle[None], 5000, axis=0),
+                                          *rng.random((3, 5000))), axis=1)
     assert (points.sum(axis=1) <= 10 + 1e-9).all() and points.min() >= 0
 
 
@@ -67,12 +69,13 @@ def test_overlap_with_earlier_nuclei_is_bounded():
     assert (overlaps > config.max_overlap).mean() <= 0.02
 
 
-def _entries(owner, centers, areas):
-    count = len(owner)
-    return placement._Entries(np.asarray(owner, np.int64), np.asarray(centers, np.float64),
-                              np.asarray(areas, np.float64),
-                              np.arange(count, dtype=np.float32)[:, None, None]
-                              * np.ones((1, 3, 2), np.float32))
+def _entries(owner, centers, areas, chunk=None):
+    """Entries whose vertices all hold their own index (to follow them through)."""
+    count, centers = len(owner), np.asarray(centers, np.float64).reshape(-1, 2)
+    index = np.repeat(np.arange(count, dtype=np.float32)[None], 3, axis=0)
+    chunk = np.zeros(count, np.int64) if chunk is None else np.asarray(chunk, np.int64)
+    return placement._Entries(np.asarray(owner, np.int64), centers[:, 0], centers[:, 1],
+                              np.asarray(areas, np.float64), index, index.copy(), chunk)
 
 
 def _lens(centers, reach, index, earlier):
@@ -88,10 +91,10 @@ def test_circle_bound_holds_exactly_and_greedily():
     centers = rng.uniform(0, 60, (80, 2))
     areas = math.pi * rng.uniform(4, 8, 80) ** 2
     reach = polygons.OVERLAP_RADIUS_FACTOR * np.sqrt(areas / math.pi)
-    accepted, stalled, _ = placement._accept(
+    accepted, stalled, _, _ = placement._accept(
         _entries([], np.zeros((0, 2)), []), _entries(np.zeros(80), centers, areas),
-        np.array([80]), np.zeros(1, np.int64), 0.15, 1000)
-    chosen = accepted.mapped[:, 0, 0].astype(int)  # the candidate index rode along
+        np.array([80]), (np.zeros(1, np.int64), np.zeros(1, np.int64)), 0.15, 1000)
+    chosen = accepted.vx[0].astype(int)  # the candidate index rode along
     assert 10 < len(chosen) < 80 and not stalled[0]
     for position, index in enumerate(chosen):
         assert _lens(centers, reach, index, chosen[:position]) <= 0.15 * areas[index] + 1e-9
@@ -100,26 +103,31 @@ def test_circle_bound_holds_exactly_and_greedily():
 
 
 def test_rejection_runs_stop_the_drawing_by_hand():
-    # Patch 0: accept, 3 rejections, accept → with patience 3 only the first is kept.
-    # Patch 1: a run of 2 carried in, 1 rejection, accept → gap 3: nothing kept, stalled.
-    # Patch 2: run 2 carried in, accept, 2 rejections → kept; run 2 at the end.
-    grid = [[1, 0, 0, 0, 1], [0, 1], [1, 0, 0]]
+    # Patience 3: drawing stops at the 3rd consecutive rejection within a chunk.
+    # Patch 0: accept, 3 rejections, accept → only the first is kept; stalled.
+    # Patch 1: a run of 2 carried in, a rejection (the 3rd), accept → nothing kept; stalled.
+    # Patch 2: run 2 carried in, accept, 2 rejections → kept; a run of 2 at the end.
+    # Patch 3: run 2 carried in from chunk 0, but chunk 1 starts: 2 rejections, accept → kept.
+    grid = [[1, 0, 0, 0, 1], [0, 1], [1, 0, 0], [0, 0, 1]]
     owner = np.concatenate([np.full(len(row), k) for k, row in enumerate(grid)])
     flags = np.concatenate([np.array(row, bool) for row in grid])
-    entries = _entries(owner, np.zeros((len(owner), 2)), np.ones(len(owner)))
-    kept, stalled, runs = placement._cut(entries, np.ones(len(owner), bool), flags,
-                                         np.array([9, 9, 9]), np.array([0, 2, 2]), 3)
-    assert kept.owner.tolist() == [0, 2]
-    assert stalled.tolist() == [True, True, False] and runs[2] == 2
+    chunk = (owner == 3).astype(np.int64)
+    entries = _entries(owner, np.zeros((len(owner), 2)), np.ones(len(owner)), chunk)
+    runs = (np.array([0, 2, 2, 2]), np.zeros(4, np.int64))
+    kept, stalled, run, run_chunk = placement._cut(entries, flags,
+                                                   np.full(4, 9), runs, 3)
+    assert kept.owner.tolist() == [0, 2, 3] and kept.vx[0].tolist() == [0, 7, 12]
+    assert stalled.tolist() == [True, True, False, False]
+    assert run[2] == 2 and run[3] == 0 and run_chunk.tolist()[2:] == [0, 1]
     # The budget: at most `wanted` per patch, the first ones.
-    kept, _, _ = placement._cut(entries, np.ones(len(owner), bool), np.ones(len(owner), bool),
-                                np.array([2, 1, 1]), np.zeros(3, np.int64), 3)
-    assert kept.mapped[:, 0, 0].tolist() == [0, 1, 5, 7]
+    kept, _, _, _ = placement._cut(entries, np.ones(len(owner), bool), np.array([2, 1, 1, 1]),
+                                   (np.zeros(4, np.int64), np.zeros(4, np.int64)), 3)
+    assert kept.vx[0].tolist() == [0, 1, 5, 7, 10]
 
 
 def test_batch_placement_equals_per_patch_placement(monkeypatch):
     # Patch i's nuclei depend only on its own generator: not on the batch it is placed in,
-    # nor on how a chunk of candidates is split into portions.
+    # nor on how its candidates are split into passes.
     config = small_config()
     tissue = np.ones((128, 128), np.uint8)
     tissue[:, 90:] = 0
@@ -135,7 +143,7 @@ def test_batch_placement_equals_per_patch_placement(monkeypatch):
     assert sum(len(v) for v in together) > 50
     for k in range(len(counts)):
         np.testing.assert_array_equal(place([k])[0], together[k])
-    monkeypatch.setattr(placement, "first_portion", lambda wanted: 10 ** 6)  # whole chunks
+    monkeypatch.setattr(placement, "first_portion", lambda wanted: wanted * 0 + 10 ** 6)
     for k, whole in enumerate(place(range(len(counts)))):
         np.testing.assert_array_equal(whole, together[k])
 
