@@ -1,15 +1,18 @@
-"""`segment_wsi.py` end to end with a real (tiny, untrained) exported SavedModel."""
+"""`segment_wsi.py` end to end with real exported SavedModels, including a killed run."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from simgan_histo.wsi import model as model_lib
 from tests.conftest import REPO
-from tests.wsi import helpers
+from tests.wsi import export_helpers, helpers
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +37,12 @@ def _slide(tmp_path, record_mpp=True):
     return path
 
 
+def _command(*args):
+    return [sys.executable, "segment_wsi.py", "--preset=tiny", *args]
+
+
 def _run(*args):
-    return subprocess.run([sys.executable, "segment_wsi.py", "--preset=tiny", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(_command(*args), cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 def test_export_settings_reach_the_slide_path(export_dir):
@@ -73,3 +79,64 @@ def test_script_reports_missing_mpp_before_loading_the_model(tmp_path):
     assert result.returncode == 2
     assert "--mpp" in result.stderr and "slide.svs" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_slides_matching_nothing_is_a_clear_error(tmp_path):
+    result = _run(f"--slides={tmp_path}/*.svs", f"--out={tmp_path / 'out'}")
+    assert result.returncode == 2
+    assert "matches no slide file" in result.stderr and "Traceback" not in result.stderr
+
+
+def _outputs(root):
+    """Every output file's bytes, minus reports and algmeta files (they hold times)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(("_report.json", "-algmeta.json"))
+            and p.name != "batch_report.json"}
+
+
+def _kill_when_sharded(process, shard_dir, report):
+    """SIGKILLs `process` once 2 shards of the slide exist (and its report does not)."""
+    deadline = time.time() + 240
+    while process.poll() is None and time.time() < deadline:
+        if len(list(shard_dir.glob("shard_*.npz"))) >= 2 and not report.exists():
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_runs_outputs(tmp_path, tmp_path_factory,
+                                                                sample_slide):
+    export = export_helpers.darkness_export(tmp_path_factory)
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    helpers.disc_slide(slides / "discs.svs", 0.25, [(x, y, 3.0) for x in range(30, 270, 20)
+                                                    for y in range(30, 170, 20)],
+                       (300, 200), tissue_um=(20, 20, 260, 160))
+    export_helpers.sample_crop(sample_slide, slides / "sample.svs")
+    (slides / "broken.svs").write_bytes(b"II*\x00" + b"\x00" * 64)
+    args = [f"--slides={slides}", f"--model={export}", "--tile_size=128", "--overlap=32",
+            "--stain_norm=none", "--skip_errors"]
+    out = tmp_path / "out"
+    process = subprocess.Popen(_command(*args, f"--out={out}"), cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report = out / "sample" / "sample_report.json"
+    assert _kill_when_sharded(process, out / "sample" / "sample_shards", report), \
+        "the run ended before it could be killed"
+    assert (out / "discs" / "discs_report.json").exists()  # the first slide was finished
+    resumed = _run(*args, f"--out={out}")
+    assert resumed.returncode == 1, resumed.stderr  # broken.svs failed (and was skipped)
+    summary = json.loads((out / "batch_report.json").read_text())
+    assert (summary["done"], summary["skipped"], summary["failed"]) == (1, 1, 1)
+    failures = json.loads((out / "failures.json").read_text())["failures"]
+    assert [(f["slide"], f["error_type"]) for f in failures] == [
+        (str(slides / "broken.svs"), "SlideReadError")]
+    assert json.loads(report.read_text())["shards"]["reused"] >= 2
+    uninterrupted = _run(*args, f"--out={tmp_path / 'ref'}")
+    assert uninterrupted.returncode == 1
+    assert _outputs(out) == _outputs(tmp_path / "ref")
+    for name, count in (("discs", 12 * 7), ("sample", None)):
+        ids = [f["id"] for f in helpers.load_features(out / name / f"{name}.geojson")]
+        assert len(ids) == len(set(ids)) > 0 and count in (None, len(ids))
