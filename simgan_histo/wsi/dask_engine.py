@@ -19,6 +19,7 @@ whose `load()` is cached per process, keyed by the export's version folder.
 """
 
 import dataclasses
+import logging as std_logging
 import os
 from typing import Callable, Optional, Sequence
 
@@ -55,6 +56,8 @@ def connect(scheduler: Optional[str], workers: int):
 
     if scheduler:
         return distributed.Client(scheduler), None
+    # The scheduler runs in this process: keep its INFO chatter out of the run's log.
+    std_logging.getLogger("distributed").setLevel(std_logging.WARNING)
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                        dashboard_address=None)
     return distributed.Client(cluster), cluster

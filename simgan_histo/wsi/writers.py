@@ -150,7 +150,8 @@ class MorphometryWriter(_StreamingFile):
 
 def tcga_polygon(ring: np.ndarray) -> str:
     """`[x1:y1:x2:y2:…]`, pixel-index frame (corner − 0.5), one decimal, as the release."""
-    return "[" + ":".join(f"{value:.1f}" for value in (ring - 0.5).ravel()) + "]"
+    # Python floats format ~2x faster than numpy scalars (same digits): this runs per nucleus.
+    return "[" + ":".join(["%.1f" % value for value in (ring - 0.5).ravel().tolist()]) + "]"
 
 
 class TcgaCsvWriter:
