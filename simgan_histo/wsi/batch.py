@@ -19,6 +19,7 @@ import glob
 import json
 import os
 import pathlib
+import threading
 from typing import Callable, Dict, List, Optional, Sequence
 
 import tqdm
@@ -29,6 +30,7 @@ from simgan_histo.wsi import reader, segment, shards, writers
 
 SUFFIXES = tuple(reader.SLIDE_SUFFIXES) + tuple(reader.IMAGE_SUFFIXES)
 GLOB_CHARACTERS = "*?["
+_LOAD_LOCK = threading.Lock()
 _LOADED: Dict[tuple, object] = {}  # this process's loaded exports (ExportModel.load)
 LOAD_COUNT = {"loads": 0}  # exports loaded by this process (a test checks one per worker)
 
@@ -126,6 +128,10 @@ class ExportModel:
     def load(self):
         """The `SegmentationModel` (TensorFlow set up by `runtime` on the first load)."""
         key = (str(_export_version_dir(self.path).resolve()), self.thresholds)
+        with _LOAD_LOCK:  # a Dask worker with several threads loads it once too
+            return self._load_locked(key)
+
+    def _load_locked(self, key):
         if key not in _LOADED:
             # pylint: disable=import-outside-toplevel
             from simgan_histo import tf_setup

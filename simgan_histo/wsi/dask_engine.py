@@ -31,9 +31,25 @@ from simgan_histo.wsi import batch, segment
 DEFAULT_TILES_PER_TASK = 8  # 8 tiles of 2048² ≈ 1–2 min of work per task on a CPU core
 
 
+def _load(source):
+    """Worker side: the source's model; TensorFlow gets this worker's share of the cores.
+
+    A source that leaves TF's intra-op threads at 0 (TF: all cores) gets the worker's Dask
+    thread count instead, so N worker processes on a node do not each spawn a thread per
+    core (dask-jobqueue starts `processes` workers of `cores ÷ processes` threads).
+    """
+    runtime = getattr(source, "runtime", None)
+    if runtime is not None and not runtime.intra_op_threads:
+        import distributed  # pylint: disable=import-outside-toplevel
+        threads = distributed.get_worker().state.nthreads
+        source = dataclasses.replace(source, runtime=dataclasses.replace(
+            runtime, intra_op_threads=threads))
+    return source.load()
+
+
 def prepare_task(source, job: batch.Job, out_dir, config, options: dict):
     """Worker side: the prepared slide, its shard folder opened, and the missing shards."""
-    prepared = segment.prepare_slide(job.path, source.load(), out_dir, config, job.key,
+    prepared = segment.prepare_slide(job.path, _load(source), out_dir, config, job.key,
                                      options["mask_dir"], options["roi"], options["backend"])
     reused = prepared.store.open()
     return prepared, prepared.store.missing(), reused
@@ -41,13 +57,13 @@ def prepare_task(source, job: batch.Job, out_dir, config, options: dict):
 
 def shards_task(source, prepared_state, indices: Sequence[int]) -> dict:
     """Worker side: computes and writes shards `indices`; returns the stage timings."""
-    return segment.compute_shards(prepared_state[0], source.load(), indices, progress=False)
+    return segment.compute_shards(prepared_state[0], _load(source), indices, progress=False)
 
 
 def merge_task(source, prepared_state, *timings) -> dict:
     """Worker side: merges the slide's shards into its outputs; returns the report."""
     prepared, _, reused = prepared_state
-    return segment.merge_slide(prepared, source.load(), timings, engine="dask", reused=reused)
+    return segment.merge_slide(prepared, _load(source), timings, engine="dask", reused=reused)
 
 
 def connect(scheduler: Optional[str], workers: int):
