@@ -136,8 +136,10 @@ class _Entries:
                         np.concatenate([self.chunk, other.chunk])[order])
 
     def polygons(self) -> np.ndarray:
-        """(N, V, 2) float32 vertices."""
-        return np.stack([self.vx.T, self.vy.T], axis=-1)
+        """(N, V, 2) float32 vertices, C-ordered."""
+        out = np.empty((len(self.owner), self.vx.shape[0], 2), np.float32)
+        out[..., 0], out[..., 1] = self.vx.T, self.vy.T
+        return out
 
 
 def _in_quads(quads: np.ndarray, pick: np.ndarray, u: np.ndarray, v: np.ndarray):

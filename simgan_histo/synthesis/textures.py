@@ -11,6 +11,7 @@ the true mean nucleus area (the release summed the cumulative union area).
 """
 
 import functools
+import math
 from typing import Tuple
 
 import cv2
@@ -51,12 +52,32 @@ def byte_field(rng, height: int, width: int) -> np.ndarray:
     return _bank_window(rng, noise_bank(max(512, 2 * max(height, width)))[1], height, width)
 
 
-def jitter_params(rng, magnitude: float, means) -> Tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=8)
+def _blocky_bank(side: int, scale: int) -> np.ndarray:
+    cells = -(-side // scale)
+    base = np.random.default_rng(_BANK_SEED + 7 * scale + side).integers(
+        0, 256, (cells, cells), dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(np.repeat(base, scale, 0), scale, 1)[:side, :side])
+
+
+def blocky_field(rng, size: int, scale: int) -> np.ndarray:
+    """(size, size) uniform uint8 noise constant on scale × scale blocks: a window of a
+    fixed, pre-upsampled bank at a random block offset (the same field as a random coarse
+    field upsampled by nearest neighbour, without the per-patch resize)."""
+    bank = _blocky_bank(max(512, 2 * size), scale)
+    cells = (bank.shape[0] - size) // scale + 1
+    y, x = draws.randint(rng, 0, cells) * scale, draws.randint(rng, 0, cells) * scale
+    return bank[y:y + size, x:x + size]
+
+
+def jitter_params(rng, magnitude: float, means) -> Tuple[list, list]:
     """Release `aug_color` as x·scale + offset: per channel, scale U(1 ± 0.09·m) about the
-    channel mean, shift U(±6·m)."""
-    scale = 1.0 + (rng.random(3) * 2.0 - 1.0) * (0.09 * magnitude)
-    shift = (rng.random(3) * 2.0 - 1.0) * (6.0 * magnitude)
-    return scale, np.asarray(means, np.float64) * (1.0 - scale) + shift
+    channel mean, shift U(±6·m). Python floats (3-element numpy arithmetic costs more)."""
+    draws_ = rng.random(6).tolist()
+    scale = [1.0 + (u * 2.0 - 1.0) * (0.09 * magnitude) for u in draws_[:3]]
+    offset = [float(mean) * (1.0 - k) + (u * 2.0 - 1.0) * (6.0 * magnitude)
+              for mean, k, u in zip(means, scale, draws_[3:])]
+    return scale, offset
 
 
 def background(rng, planes: np.ndarray, stain: np.ndarray, stain_scale: np.ndarray,
@@ -83,7 +104,7 @@ def background(rng, planes: np.ndarray, stain: np.ndarray, stain_scale: np.ndarr
         # exponent = k_H·a·H + k_E·c·E + k_H·b + log(s): one fused pass.
         exponent = cv2.addWeighted(hematoxylin, k_h * h_gain * stain_scale[0], eosin,
                                    k_e * e_gain * stain_scale[1],
-                                   k_h * h_shift + np.log(scale[channel]))
+                                   k_h * h_shift + math.log(scale[channel]))
         cv2.exp(exponent, exponent)
         plane = out[channel]
         plane *= exponent
@@ -136,7 +157,7 @@ def nuclear_texture(rng, eosin: np.ndarray, colour: np.ndarray, config) -> np.nd
     planes = np.empty((3, size, size), np.float32)
     for channel in range(3):
         amplitude = float(_NUCLEAR_NOISE[channel])
-        cv2.addWeighted(modulated, float(colour[channel] * scale[channel]), noise[channel],
+        cv2.addWeighted(modulated, float(colour[channel]) * scale[channel], noise[channel],
                         2.0 * amplitude, float(offset[channel]) - amplitude,
                         dst=planes[channel], dtype=F32)
         if draws.chance(rng, 0.5):
@@ -159,9 +180,7 @@ def _salt_and_pepper(rng, texture: np.ndarray) -> np.ndarray:
     out = texture
     for scale in (1, 2):
         amount = 255.0 * draws.uniform(rng, 0.0, 0.06) / 2
-        coarse = byte_field(rng, -(-size // scale), -(-size // scale))
-        if scale > 1:
-            coarse = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_NEAREST)
+        coarse = byte_field(rng, size, size) if scale == 1 else blocky_field(rng, size, scale)
         out = cv2.subtract(out, cv2.compare(coarse, amount, cv2.CMP_LT))  # pepper → 0
         out = cv2.add(out, cv2.compare(coarse, 255.0 - amount, cv2.CMP_GT))  # salt → 255
     return out
@@ -190,7 +209,7 @@ def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray,
     transparency = transparency_percentile(rng, mean_area)
     texture = _salt_and_pepper(rng, clearing)
     threshold = _percentile_threshold(texture, transparency)
-    opaque = cv2.bitwise_and(nucleus, cv2.compare(texture, threshold, cv2.CMP_GE))
+    solid = cv2.compare(texture, threshold, cv2.CMP_GE)  # chromatin not cleared
     edge = cv2.subtract(nucleus, cv2.erode(nucleus, _RING))
     if draws.chance(rng, 0.66):
         edge = cv2.dilate(edge, _RING)
@@ -202,11 +221,10 @@ def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray,
         keep = cv2.compare(byte_field(rng, *edge.shape), 255.0 * draws.uniform(rng, 0, 0.3),
                            cv2.CMP_GE)
         edge = cv2.bitwise_and(edge, keep)
-    size = nucleus.shape[0]
-    coarse = byte_field(rng, -(-size // 5), -(-size // 5))
+    # A coarse random "recall" mask (1/5 resolution) re-fills parts of the nuclei.
+    coarse = blocky_field(rng, nucleus.shape[0], 5)
     recall = cv2.compare(coarse, 150 + draws.uniform(rng, 0, 100), cv2.CMP_GT)
-    recall = cv2.resize(recall, (size, size), interpolation=cv2.INTER_NEAREST)
-    opaque = cv2.bitwise_or(opaque, cv2.bitwise_and(recall, nucleus))
+    opaque = cv2.bitwise_and(nucleus, cv2.bitwise_or(solid, recall))
     return cv2.bitwise_or(opaque, edge), transparency
 
 
