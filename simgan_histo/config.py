@@ -70,7 +70,10 @@ class SynthesisConfig:
     size_bias_sd: float = 0.32  # (release)
     speckle_max: int = 100  # "noise type 1" star polygons, labelled background (release)
     pale_blob_max: int = 5  # "noise type 2" pale nucleus-like blobs (release)
-    super_segmentation_factor: float = 1.08  # inpaint band: H > p(100 − (100 − p_otsu)·1.08)
+    # Inpaint band: H > p(100 − (100 − p_otsu)·f). Release 1.08; 1.0 is the Otsu foreground
+    # itself, the tightest band (DESIGN §7: inpaint only what is clearly nuclear), the 1-px
+    # dilation below supplying the margin the release's 8 % gave.
+    super_segmentation_factor: float = 1.0
     sub_segmentation_factor: float = 0.92  # nuclear colour band (release)
     inpaint_radius: int = 3  # cv2.inpaint Telea radius (release)
     pale_tile_threshold: float = 100.0  # tile rejected if min(nuclear colour) > this (release)
@@ -80,9 +83,12 @@ class SynthesisConfig:
     hematoxylin_shift_max: float = 0.0
     texture_gain: float = 1.3  # eosin texture scale (release)
     stain_scale_jitter: float = 0.10  # H and E × U(1 ± this) per patch (DESIGN §7; Tellez 2018)
-    inpaint_closing_px: int = 5  # close the super-segmentation (0 = release; DESIGN §7)
+    inpaint_closing_px: int = 3  # close rim gaps so pale nuclei fill (0 = release; DESIGN §7)
     inpaint_fill_holes_px: int = 2500  # fill its enclosed holes up to this area: pale nuclei
     inpaint_dilate_px: int = 1  # grow it so fills start outside dark rims (0 = release)
+    # Open it (after the hole filling) with a disk of this diameter: H-band strands and specks
+    # narrower than that are purple non-nuclear tissue, kept as background (DESIGN §7). 0/1 = off.
+    inpaint_opening_px: int = 3
     tissue_std_threshold: float = 8.0  # release cyto_mask: block colour std >= 8
     min_tissue_fraction: float = 0.25  # tiles with less tissue are rejected ("no_tissue")
     source_tile_px: int = 1000  # slides are cut into tiles of this side at `mpp` (release: >1000²)
@@ -94,7 +100,8 @@ class SynthesisConfig:
         _non_negative(self, "margin_px", "overlap_redraws", "count_sd", "count_max",
                       "size_bias_sd", "speckle_max", "pale_blob_max", "color_jitter",
                       "hematoxylin_shift_max", "stain_scale_jitter", "inpaint_closing_px",
-                      "inpaint_fill_holes_px", "inpaint_dilate_px", "tissue_std_threshold")
+                      "inpaint_fill_holes_px", "inpaint_dilate_px", "inpaint_opening_px",
+                      "tissue_std_threshold")
         _positive(self, "source_tile_px", "max_tiles_per_slide")
         _fraction(self, "quad_inset_fraction", "max_overlap", "empty_patch_probability",
                   "min_tissue_fraction")

@@ -149,8 +149,10 @@ def _fill_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
 
 
 def super_segmentation(hematoxylin: np.ndarray, threshold: float, config) -> np.ndarray:
-    """Pixels to inpaint: H above `threshold`, smoothed (σ 0.5, release), closed, holes
-    filled, dilated."""
+    """Pixels to inpaint (uint8 0/1): H above `threshold`, smoothed (σ 0.5, release), closed
+    (`inpaint_closing_px`), enclosed holes filled (`inpaint_fill_holes_px`), opened
+    (`inpaint_opening_px`: strands and specks narrower than that are not clearly nuclear and
+    stay as background texture), dilated (`inpaint_dilate_px`)."""
     mask = cv2.GaussianBlur((hematoxylin > threshold).astype(np.float32), (0, 0), 0.5) > 0.5
     mask = mask.astype(np.uint8)
     if config.inpaint_closing_px > 1:
@@ -159,10 +161,44 @@ def super_segmentation(hematoxylin: np.ndarray, threshold: float, config) -> np.
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
     if config.inpaint_fill_holes_px > 0:
         mask = _fill_holes(mask, config.inpaint_fill_holes_px).astype(np.uint8)
+    if config.inpaint_opening_px > 1:
+        size = config.inpaint_opening_px
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
     if config.inpaint_dilate_px > 0:
         size = 2 * config.inpaint_dilate_px + 1
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     return mask.astype(np.uint8)
+
+
+@dataclasses.dataclass
+class _Bands:
+    """The per-tile hematoxylin analysis (Otsu on tissue H and the release's bands)."""
+
+    tissue: np.ndarray  # (H, W) uint8 tissue map
+    stains: np.ndarray  # (H, W, 3) float32 HED
+    otsu: float  # Otsu percentile of tissue H
+    low: float  # super-segmentation threshold on H
+    nuclear: float  # sub-segmentation band [nuclear, high] on H
+    high: float
+
+
+def _bands(rgb: np.ndarray, config) -> _Bands:
+    tissue = tissue_map(rgb, config.tissue_std_threshold)
+    stains = hed(rgb)
+    tissue_h = stains[..., 0][tissue > 0]
+    otsu = otsu_percentile(tissue_h) if tissue_h.size else 100.0
+    low, nuclear, high = (np.percentile(tissue_h, [
+        100.0 - (100.0 - otsu) * config.super_segmentation_factor,
+        100.0 - (100.0 - otsu) * config.sub_segmentation_factor, 99.0])
+        if tissue_h.size else (np.inf,) * 3)
+    return _Bands(tissue, stains, otsu, float(low), float(nuclear), float(high))
+
+
+def inpaint_mask(rgb: np.ndarray, config) -> np.ndarray:
+    """The super-segmentation `prepare_tile` inpaints (uint8 0/1), without the inpainting."""
+    bands = _bands(rgb, config)
+    return super_segmentation(bands.stains[..., 0], bands.low, config)
 
 
 def _add_grain(background: np.ndarray, inpainted: np.ndarray) -> np.ndarray:
@@ -221,29 +257,24 @@ def prepare_tile(rgb: np.ndarray, config, name: str = "tile") -> PreparedTile:
     if min(height, width) < canvas or max(height, width) < min_long_side(config):
         raise TileRejected("too_small", f"{name}: {width}×{height} px, need one side >= "
                            f"{min_long_side(config)} and both >= {canvas}")
-    tissue = tissue_map(rgb, config.tissue_std_threshold)
+    bands = _bands(rgb, config)
+    tissue, stains, otsu = bands.tissue, bands.stains, bands.otsu
     tissue_fraction = float(tissue.mean())
     if tissue_fraction < config.min_tissue_fraction:
         raise TileRejected("no_tissue", f"{name}: tissue covers {tissue_fraction:.0%} "
                            f"< {config.min_tissue_fraction:.0%}")
     if is_grayscale(rgb):
         raise TileRejected("grayscale", f"{name}: R, G and B are equal (not H&E)")
-    stains = hed(rgb)
     on_tissue = tissue > 0
     hematoxylin = stains[..., 0]
-    tissue_h = hematoxylin[on_tissue]
-    otsu = otsu_percentile(tissue_h)
-    low, nuclear, high = np.percentile(tissue_h, [
-        100.0 - (100.0 - otsu) * config.super_segmentation_factor,
-        100.0 - (100.0 - otsu) * config.sub_segmentation_factor, 99.0])
-    sub = on_tissue & (hematoxylin >= nuclear) & (hematoxylin <= high)
+    sub = on_tissue & (hematoxylin >= bands.nuclear) & (hematoxylin <= bands.high)
     if not sub.any():
         raise TileRejected("no_tissue", f"{name}: no hematoxylin contrast (flat H channel)")
     nuclear_colour = rgb[sub].mean(axis=0).astype(np.float32)
     if nuclear_colour.min() > config.pale_tile_threshold:
         raise TileRejected("too_pale", f"{name}: nuclear colour {nuclear_colour.round()} "
                            f"has min > {config.pale_tile_threshold}")
-    inpaint = super_segmentation(hematoxylin, low, config)
+    inpaint = super_segmentation(hematoxylin, bands.low, config)
     background = _add_grain(cv2.inpaint(rgb, inpaint, config.inpaint_radius,
                                         cv2.INPAINT_TELEA), inpaint)
     eosin = stains[..., 1]

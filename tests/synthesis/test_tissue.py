@@ -91,3 +91,22 @@ def test_rejection_survives_pickling():
     import pickle
     error = pickle.loads(pickle.dumps(tissue.TileRejected("too_pale", "x")))
     assert error.reason == "too_pale" and "x" in str(error)
+
+
+def test_super_segmentation_keeps_thin_strands_and_takes_nuclei_with_a_rim():
+    # H image: a disk (a nucleus, radius 6), a 1-px and a 2-px strand (purple fibres), a
+    # ring with a pale interior (a vesicular nucleus).
+    h = np.zeros((60, 90), np.float32)
+    cv2.circle(h, (15, 15), 6, 1.0, -1)
+    h[40, 5:85] = 1.0
+    h[50:52, 5:85] = 1.0
+    cv2.circle(h, (60, 15), 8, 1.0, 2)
+    config = small_config(inpaint_closing_px=3, inpaint_opening_px=3, inpaint_dilate_px=1,
+                          inpaint_fill_holes_px=2500)
+    mask = tissue.super_segmentation(h, 0.5, config)
+    assert mask[15, 15] and mask[15, 15 + 7]  # the disk, and 1 px around it (dilation)
+    assert not mask[15, 15 + 9]
+    assert not mask[40, 30:60].any() and not mask[50:52, 30:60].any()  # strands stay
+    assert mask[15, 60]  # the pale interior of the ring is inpainted with its rim
+    unopened = tissue.super_segmentation(h, 0.5, small_config(inpaint_opening_px=0))
+    assert unopened[40, 30:60].all() and unopened[50:52, 30:60].all()
