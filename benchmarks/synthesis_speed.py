@@ -13,8 +13,12 @@ of each stage. Realism checks (issue 3) run on `--realism_patches` patches. Last
 line: one JSON object. On a shared machine the wall-clock rate (`patches_per_s_per_core`)
 understates what one free core does; `patches_per_cpu_s` (patches per second of process CPU
 time) and the matmul reference give the scale, and `load_average_1min` the context.
+`inpainted_share_survey` is the share of each image of the tissue folder that the
+super-segmentation inpaints (DESIGN §7: the less purple non-nuclear tissue inpainted, the
+fewer false nuclei), without the inpainting itself.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -40,6 +44,8 @@ from simgan_histo import stain  # noqa: E402
 from simgan_histo import synthesis  # noqa: E402
 from simgan_histo.synthesis import compose  # noqa: E402
 from simgan_histo.synthesis import realism  # noqa: E402
+from simgan_histo.synthesis import source as source_lib  # noqa: E402
+from simgan_histo.synthesis import tissue as tissue_lib  # noqa: E402
 
 MONUSEG_TRAIN = pathlib.Path("../shared/datasets/monuseg2018/train/images")
 FLAGS = flags.FLAGS
@@ -53,6 +59,8 @@ flags.DEFINE_integer("patches", 2000, "Patches timed in total (over all rounds).
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds (median reported).")
 flags.DEFINE_integer("naive_patches", 20, "Naive-pipeline patches per round.")
 flags.DEFINE_integer("realism_patches", 500, "Patches for the realism checks.")
+flags.DEFINE_bool("inpaint_survey", True, "Also report the inpainted share (super-segmentation "
+                  "only, no Telea) of every image in the tissue folder.")
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
@@ -88,13 +96,25 @@ def naive_patch(rng, tile, mask: np.ndarray, config) -> np.ndarray:
     return np.clip(nuclear_rgb * weights + background * (1 - weights), 0, 255).astype(np.uint8)
 
 
+def inpaint_survey(tissue, config, mpp) -> dict:
+    """Inpainted share per image of a tissue folder (`tissue.inpaint_mask`), resampled as
+    the source reads it: {mean, min, max, images, per_image}."""
+    shares = {}
+    for path in source_lib.list_files(tissue):
+        for name, rgb in source_lib.read_tiles(path, config, mpp, collections.Counter()):
+            shares[name] = round(float(tissue_lib.inpaint_mask(rgb, config).mean()), 4)
+    values = list(shares.values())
+    return {"mean": round(float(np.mean(values)), 4), "min": min(values), "max": max(values),
+            "images": len(values), "per_image": shares}
+
+
 def tissue_source(config):
     tissue = FLAGS.tissue or (MONUSEG_TRAIN if MONUSEG_TRAIN.exists()
                               else sample_data.sample_slide_path())
     mpp = FLAGS.mpp if FLAGS.mpp else (0.25 if pathlib.Path(tissue) == MONUSEG_TRAIN else None)
     started = time.perf_counter()
     source = synthesis.TissueSource.from_paths(tissue, config, mpp=mpp, max_tiles=FLAGS.tiles)
-    return source, time.perf_counter() - started, str(tissue)
+    return source, time.perf_counter() - started, str(tissue), mpp
 
 
 def main(argv):
@@ -102,7 +122,7 @@ def main(argv):
     cv2.setNumThreads(1)
     config = dataclasses.replace(config_lib.get_preset(FLAGS.preset).synthesis,
                                  patch_size=FLAGS.patch_size)
-    source, prepare_s, tissue = tissue_source(config)
+    source, prepare_s, tissue, mpp = tissue_source(config)
     if source.num_tiles < 5:
         raise app.UsageError(f"need >= 5 tissue tiles, got {source.num_tiles}")
     per_round = -(-FLAGS.patches // FLAGS.rounds)
@@ -144,6 +164,10 @@ def main(argv):
         "tile_prepare_s_per_tile": round(prepare_s / source.num_tiles, 3),
         "inpainted_share_mean": round(float(np.mean([t.inpainted_fraction
                                                      for t in source.tiles])), 3),
+        "inpainted_share_tiles": [round(t.inpainted_fraction, 3) for t in source.tiles],
+        "inpainted_share_survey": (inpaint_survey(tissue, config, mpp)
+                                   if FLAGS.inpaint_survey and pathlib.Path(tissue).is_dir()
+                                   else None),
         "naive_ms_per_patch": round(naive * 1e3, 2), "ratio_vs_naive": round(naive * rate, 1),
         "matmul_fp32_gflop_per_s_1thread": round(statistics.median(references), 1),
         "realism": realism.report(realism_batch, source.tiles)}))

@@ -5,9 +5,12 @@ nuclear texture and M the blurred mixing mask; the release's two distractor type
 speckle and faint nucleus-like smudges) are blended into B first and labelled background.
 
 The release synthesised a canvas of patch + 2·margin and cropped the margin. Nuclei are
-placed on that whole canvas (so the patch border cuts them), but every texture step only
-needs the patch plus the reach of its filters, so pixels are computed on a window of
-patch + 2·`WINDOW_PAD` instead of the full canvas.
+placed on that whole canvas (so the patch border cuts them), but the masks and their blurs
+only need the patch plus the reach of the filters (a window of patch + 2·`WINDOW_PAD`), and
+the background and nuclear texture only the patch itself.
+
+A batch is made in groups: each patch draws its plan, the group's nuclei are placed in one
+vectorised pass (`placement.py`), then each patch is rendered into its row of the output.
 
 A patch is a pure function of (tiles, config, seed, index): its random generator is
 `np.random.default_rng([seed, index])`.
@@ -103,16 +106,16 @@ def tissue_positions(rng, tile, size: int, margin: int, min_share: float):
 
 
 def composite(background: np.ndarray, nuclear: np.ndarray, weights: np.ndarray,
-              crop: slice, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """I = A·M + B·(1 − M) (paper §4.1), cropped, as interleaved uint8 (h, w, 3) (into
-    `out` if given). Overwrites `nuclear`."""
+              out: Optional[np.ndarray] = None) -> np.ndarray:
+    """I = A·M + B·(1 − M) (paper §4.1) as interleaved uint8 (h, w, 3) (into `out` if
+    given), from planar (3, h, w) B and A. Overwrites `nuclear`."""
     channels = []
     for channel in range(3):
         plane = nuclear[channel]
         cv2.subtract(plane, background[channel], dst=plane)
         cv2.multiply(plane, weights, dst=plane)
         cv2.add(plane, background[channel], dst=plane)
-        channels.append(cv2.convertScaleAbs(plane[crop, crop]))  # rounds and saturates
+        channels.append(cv2.convertScaleAbs(plane))  # rounds and saturates
     if out is None:
         return cv2.merge(channels)
     return cv2.merge(channels, out)
@@ -195,16 +198,18 @@ def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
                                          keep=(pad, pad, pad + size, pad + size),
                                          with_boxes=True)
     _lap(timer, "rasterise")
-    planes = textures.background(rng, tile.background[(slice(None),) + view],
-                                 tile.stain[(slice(None),) + view], tile.stain_scale,
-                                 tile.background_mean, config)
+    # Background and nuclear texture are needed on the patch only; the masks and their
+    # blur on the window (nuclei beyond the patch border reach into it).
+    crop = np.s_[:, py:py + size, px:px + size]
+    planes = textures.background(rng, tile.background[crop], tile.stain[crop],
+                                 tile.stain_scale, tile.background_mean, config)
     _lap(timer, "background")
     area_scale = ((size + 2 * margin) / polygons.RELEASE_CANVAS_PX) ** 2
     on_tissue = tile.tissue[view]
-    distractors.add_smudges(rng, planes, tile, config, area_scale, plan.bias, on_tissue)
-    distractors.add_speckle(rng, planes, tile, config, area_scale, on_tissue)
+    distractors.add_smudges(rng, planes, tile, config, area_scale, plan.bias, on_tissue, pad)
+    distractors.add_speckle(rng, planes, tile, config, area_scale, on_tissue, pad)
     _lap(timer, "distractors")
-    nuclear = textures.nuclear_texture(rng, _random_crop(rng, tile.eosin, window),
+    nuclear = textures.nuclear_texture(rng, _random_crop(rng, tile.eosin, size),
                                        tile.nuclear_colour, config)
     _lap(timer, "nuclear_texture")
     other = tiles[draws.randint(rng, 0, len(tiles))]
@@ -216,10 +221,11 @@ def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
     weights = textures.blur_boundary(rng, opaque,
                                      textures.blur_radius(rng, transparency, mean_area))
     _lap(timer, "boundary_blur")
-    composite(planes, nuclear, weights, slice(pad, pad + size), out["image"][row])
+    composite(planes, nuclear, weights[pad:pad + size, pad:pad + size], out["image"][row])
     _lap(timer, "composite")
-    out["labels"][row], out["mask"][row] = labels_lib.instances_and_mask(
-        labels[pad:pad + size, pad:pad + size], np.clip(boxes - pad, 0, size))
+    labels_lib.instances_and_mask(labels[pad:pad + size, pad:pad + size],
+                                  np.clip(boxes - pad, 0, size),
+                                  out=(out["labels"][row], out["mask"][row]))
     _lap(timer, "labels")
     rx, ry = plan.reference
     out["reference"][row] = tile.rgb[ry:ry + size, rx:rx + size]

@@ -24,13 +24,22 @@ def stochastic_round(rng, value: float) -> int:
     return whole + int(draws.chance(rng, value - whole))
 
 
-def blend(planes: np.ndarray, colour: np.ndarray, alpha: np.ndarray, box) -> None:
-    """planes = planes·(1 − alpha) + colour·alpha inside `box` (x0, y0, x1, y1), in place;
-    `alpha` covers exactly the box."""
+def blend(planes: np.ndarray, colour: np.ndarray, alpha: np.ndarray, box, origin: int = 0):
+    """planes = planes·(1 − alpha) + colour·alpha inside `box` (x0, y0, x1, y1), in place.
+
+    `alpha` covers exactly the box; box coordinates are those of a larger canvas in which
+    `planes` starts at (origin, origin) (the distractors are drawn on the synthesis window,
+    the background covers only the patch)."""
     x0, y0, x1, y1 = box
+    height, width = planes.shape[1:]
+    left, top = max(x0, origin), max(y0, origin)
+    right, bottom = min(x1, origin + width), min(y1, origin + height)
+    if right <= left or bottom <= top:
+        return
+    alpha = alpha[top - y0:bottom - y0, left - x0:right - x0]
     keep = 1.0 - alpha
     for channel in range(3):
-        region = planes[channel, y0:y1, x0:x1]
+        region = planes[channel, top - origin:bottom - origin, left - origin:right - origin]
         cv2.multiply(region, keep, dst=region)
         cv2.scaleAdd(alpha, float(colour[channel]), region, dst=region)
 
@@ -60,12 +69,14 @@ def _layer(shapes: np.ndarray, size: int, blur: int, opacity: float, on_tissue: 
 
 
 def add_smudges(rng, planes, tile, config, area_scale: float, bias: float,
-                on_tissue: np.ndarray) -> None:
-    """Release noise type 2: faint, strongly blurred nucleus-like shapes, background label."""
+                on_tissue: np.ndarray, origin: int = 0) -> None:
+    """Release noise type 2: faint, strongly blurred nucleus-like shapes, background label.
+
+    Shapes are placed on the canvas of `on_tissue`, in which `planes` starts at `origin`."""
     count = stochastic_round(rng, draws.randint(rng, 0, config.pale_blob_max + 1) * area_scale)
     if count == 0:
         return
-    size = planes.shape[1]
+    size = on_tissue.shape[0]
     low, high = config.nucleus_radius_range
     radii = (low + (high - low) * rng.random(count)) * bias
     shapes, _ = polygons.scaled_shapes(rng, polygons.shape_bank(config),
@@ -74,15 +85,17 @@ def add_smudges(rng, planes, tile, config, area_scale: float, bias: float,
     layer = _layer(shapes, size, 2 * radius + 1, draws.uniform(rng, 0.3, 0.7), on_tissue)
     percentile = (tile.nuclear_percentile + 35) // 2 - draws.randint(rng, 12, 26)
     if layer is not None:
-        blend(planes, tile.colour_by_h[min(max(int(percentile), 0), 99)], *layer)
+        blend(planes, tile.colour_by_h[min(max(int(percentile), 0), 99)], *layer, origin)
 
 
-def add_speckle(rng, planes, tile, config, area_scale: float, on_tissue: np.ndarray) -> None:
-    """Release noise type 1: clusters of small spiky stars, semi-transparent, background."""
+def add_speckle(rng, planes, tile, config, area_scale: float, on_tissue: np.ndarray,
+                origin: int = 0) -> None:
+    """Release noise type 1: clusters of small spiky stars, semi-transparent, background
+    (placed like `add_smudges`)."""
     count = stochastic_round(rng, draws.randint(rng, 0, config.speckle_max + 1) * area_scale)
     if count == 0:
         return
-    size = planes.shape[1]
+    size = on_tissue.shape[0]
     clusters = rng.random((draws.randint(rng, 1, 4), 2)) * size
     centers = clusters[(rng.random(count) * len(clusters)).astype(int)]
     centers = (centers + rng.normal(0.0, size / 8.0, (count, 2))).round().astype(np.int64)
@@ -111,4 +124,5 @@ def add_speckle(rng, planes, tile, config, area_scale: float, on_tissue: np.ndar
     alpha = cv2.bitwise_and(stars, on_tissue[y0:y1, x0:x1]).astype(np.float32)
     alpha = cv2.blur(alpha, (3, 3))
     alpha *= np.float32(opacity)
-    blend(planes, tile.colour_by_h[min(max(int(percentile), 0), 99)], alpha, (x0, y0, x1, y1))
+    blend(planes, tile.colour_by_h[min(max(int(percentile), 0), 99)], alpha, (x0, y0, x1, y1),
+          origin)
