@@ -224,7 +224,7 @@ def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
     composite(planes, nuclear, weights[pad:pad + size, pad:pad + size], out["image"][row])
     _lap(timer, "composite")
     labels_lib.instances_and_mask(labels[pad:pad + size, pad:pad + size],
-                                  np.clip(boxes - pad, 0, size),
+                                  np.minimum(np.maximum(boxes - pad, 0), size),
                                   out=(out["labels"][row], out["mask"][row]))
     _lap(timer, "labels")
     rx, ry = plan.reference

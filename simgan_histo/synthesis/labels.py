@@ -57,7 +57,7 @@ def rasterise(vertices: np.ndarray, size: int, keep=None, with_boxes: bool = Fal
     boxes = np.stack([low_x, low_y, high_x, high_y], axis=1)[meets]
     boxes[:, :2] = np.floor(boxes[:, :2]) - 1
     boxes[:, 2:] = np.ceil(boxes[:, 2:]) + 2
-    return labels, np.clip(boxes, 0, size).astype(np.int64)
+    return labels, np.minimum(np.maximum(boxes, 0), size).astype(np.int64)
 
 
 def fill_union(vertices: np.ndarray, size: int, value: int = 1) -> np.ndarray:

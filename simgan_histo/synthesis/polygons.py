@@ -112,8 +112,8 @@ def circle_overlaps(distance: np.ndarray, radius_a: np.ndarray,
     d = np.maximum(distance, 1e-9)
     a, b = radius_a, radius_b
     a2, b2, d2 = a * a, b * b, d * d
-    cos_a = np.clip((d2 + a2 - b2) / (2.0 * d * a), -1.0, 1.0)
-    cos_b = np.clip((d2 + b2 - a2) / (2.0 * d * b), -1.0, 1.0)
+    cos_a = np.minimum(np.maximum((d2 + a2 - b2) / (2.0 * d * a), -1.0), 1.0)
+    cos_b = np.minimum(np.maximum((d2 + b2 - a2) / (2.0 * d * b), -1.0), 1.0)
     return a2 * np.arccos(cos_a) + b2 * np.arccos(cos_b) - a * d * np.sqrt(1.0 - cos_a * cos_a)
 
 
@@ -124,7 +124,7 @@ def nucleus_count(rng: np.random.Generator, config, density: float, canvas_px: i
     scale = (canvas_px / RELEASE_CANVAS_PX) ** 2
     mean = (config.count_mean[0] + config.count_mean[1] * density) * scale
     count = rng.normal(mean, config.count_sd * scale)
-    return int(np.clip(round(count), 0, round(config.count_max * scale)))
+    return int(min(max(round(count), 0), round(config.count_max * scale)))
 
 
 def size_bias(rng: np.random.Generator, config, density: float) -> float:
