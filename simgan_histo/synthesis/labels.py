@@ -7,6 +7,8 @@ separate ids in the instance map (the later one is drawn on top); the bits, like
 release's, see only their union.
 """
 
+import functools
+
 import cv2
 import numpy as np
 from scipy import ndimage
@@ -24,40 +26,51 @@ def rasterise(vertices: np.ndarray, size: int, keep=None, with_boxes: bool = Fal
     """Instance map (size, size) uint16 of the polygons, drawn in order (later on top).
 
     Args:
-      keep: optional (x0, y0, x1, y1) crop that will be kept. Polygons whose bounding box
-        meets it get ids 1..K in order; the others (needed only for the texture around the
+      keep: optional (x0, y0, x1, y1) crop that will be kept. Polygons whose pixels may
+        meet it get ids 1..K in order; the others (needed only for the texture around the
         crop) all get OUTSIDE_ID, so the kept crop rarely needs renumbering. Without
         `keep`, polygon k gets id k + 1. Polygons entirely outside the map are skipped.
-      with_boxes: also return (K, 4) int boxes (x0, y0, x1, y1, exclusive ends, one pixel
-        wider than the vertices) of ids 1..K in map coordinates: `instances_and_mask`
-        finds each id's exact extent inside its box instead of scanning the whole map.
+      with_boxes: also return, for ids 1..K, their pixel boxes (K, 4) (x0, y0, x1, y1,
+        exclusive ends, map coordinates) and whether each box is the id's exact extent in
+        the map (inside `keep` and no later polygon's box meets it), for
+        `instances_and_mask`.
 
     Returns:
-      The map, or (map, boxes) with `with_boxes`.
+      The map, or (map, boxes, exact) with `with_boxes`.
     """
     labels = np.zeros((size, size), np.uint16)
-    # Per coordinate: numpy reduces an (N, V, 2) array over V far slower than (N, V) views.
-    xs, ys = vertices[..., 0], vertices[..., 1]
-    low_x, high_x, low_y, high_y = xs.min(axis=1), xs.max(axis=1), ys.min(axis=1), ys.max(axis=1)
-    if keep is None:
-        meets = np.ones(len(vertices), bool)
-    else:
-        x0, y0, x1, y1 = keep
-        # One pixel of slack: a polygon ending just short of the crop may still set the
-        # crop's first pixel when rasterised.
-        meets = (high_x >= x0 - 1) & (low_x < x1 + 1) & (high_y >= y0 - 1) & (low_y < y1 + 1)
-    ids = np.where(meets, np.cumsum(meets), OUTSIDE_ID).tolist()
-    drawn = ((high_x >= -1) & (high_y >= -1) & (low_x < size + 1) & (low_y < size + 1)).tolist()
     scaled = np.round(vertices * (1 << _SUBPIXEL_BITS)).astype(np.int32)
-    for polygon, instance, draw in zip(scaled, ids, drawn):
+    # The pixels fillPoly sets span exactly its vertices rounded to pixels (the interior lies
+    # within the rasterised edges; checked on 20,000 random nuclei). Per coordinate: numpy
+    # reduces an (N, V, 2) array over V far slower than (N, V) views.
+    pixels = (scaled + (1 << (_SUBPIXEL_BITS - 1))) >> _SUBPIXEL_BITS
+    left, right = pixels[..., 0].min(axis=1), pixels[..., 0].max(axis=1) + 1
+    top, bottom = pixels[..., 1].min(axis=1), pixels[..., 1].max(axis=1) + 1
+    x0, y0, x1, y1 = (0, 0, size, size) if keep is None else keep
+    meets = (right > x0) & (left < x1) & (bottom > y0) & (top < y1)
+    if keep is None:
+        meets[:] = True
+    ids = np.where(meets, np.cumsum(meets), OUTSIDE_ID).tolist()
+    drawn = (right > 0) & (left < size) & (bottom > 0) & (top < size)
+    for polygon, instance, draw in zip(scaled, ids, drawn.tolist()):
         if draw:
             cv2.fillPoly(labels, [polygon], instance, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
     if not with_boxes:
         return labels
-    boxes = np.stack([low_x, low_y, high_x, high_y], axis=1)[meets]
-    boxes[:, :2] = np.floor(boxes[:, :2]) - 1
-    boxes[:, 2:] = np.ceil(boxes[:, 2:]) + 2
-    return labels, np.minimum(np.maximum(boxes, 0), size).astype(np.int64)
+    count = len(vertices)
+    boxes_meet = ((left[None, :] < right[:, None]) & (left[:, None] < right[None, :])
+                  & (top[None, :] < bottom[:, None]) & (top[:, None] < bottom[None, :]))
+    covered = (boxes_meet & _later(count) & drawn[None, :]).any(axis=1)
+    inside = (left >= x0) & (right <= x1) & (top >= y0) & (bottom <= y1)
+    boxes = np.stack([left, top, right, bottom], axis=1)[meets]
+    return (labels, np.minimum(np.maximum(boxes, 0), size).astype(np.int64),
+            (inside & ~covered)[meets])
+
+
+@functools.lru_cache(maxsize=64)
+def _later(count: int) -> np.ndarray:
+    """(count, count) bool: entry (i, j) is True when j > i."""
+    return np.tri(count, count, -1, dtype=bool).T
 
 
 def fill_union(vertices: np.ndarray, size: int, value: int = 1) -> np.ndarray:
@@ -108,12 +121,19 @@ def labels_to_mask(labels: np.ndarray, boxes=None) -> np.ndarray:
     return _bit_mask(labels, bbox_centres(labels, boxes))
 
 
-def _centres_in_boxes(labels: np.ndarray, boxes: np.ndarray):
-    """(present flags (K,), (K, 2) row, col bbox centres) of ids 1..K, each searched only
-    inside its box (x0, y0, x1, y1): a few small cv2 calls per id instead of a full scan."""
+def _centres_in_boxes(labels: np.ndarray, boxes: np.ndarray, exact=None):
+    """(present flags (K,), (K, 2) row, col bbox centres) of ids 1..K. An `exact` box is the
+    id's extent; the others are searched (a few small cv2 calls per id, not a full scan)."""
     present = np.zeros(len(boxes), bool)
     centres = np.zeros((len(boxes), 2), np.int64)
-    for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+    if exact is not None and exact.any():
+        known = boxes[exact]
+        present[exact] = True
+        centres[exact] = np.stack([(known[:, 1] + known[:, 3] - 1) // 2,
+                                   (known[:, 0] + known[:, 2] - 1) // 2], axis=1)
+    search = np.flatnonzero(~exact) if exact is not None else range(len(boxes))
+    for index in np.asarray(search).tolist():
+        x0, y0, x1, y1 = boxes[index].tolist()
         if x1 <= x0 or y1 <= y0:
             continue
         region = labels[y0:y1, x0:x1]
@@ -142,13 +162,14 @@ def _bit_mask(labels: np.ndarray, centres: np.ndarray, out=None) -> np.ndarray:
     return mask
 
 
-def instances_and_mask(labels: np.ndarray, boxes=None, out=None):
+def instances_and_mask(labels: np.ndarray, boxes=None, exact=None, out=None):
     """(instance ids renumbered 1..K as a contiguous copy, bit mask) of a label crop.
 
     Args:
       boxes: optional (K, 4) boxes (x0, y0, x1, y1) in crop coordinates that contain all
-        pixels of ids 1..K (`rasterise(..., with_boxes=True)`); without them the crop is
-        scanned once (scipy find_objects).
+        pixels of ids 1..K, and `exact`: (K,) whether a box is the id's extent
+        (`rasterise(..., with_boxes=True)`); without boxes the crop is scanned once (scipy
+        find_objects).
       out: optional (ids, mask) arrays to write into (uint16 and uint8, the crop's shape).
     """
     if boxes is None:
@@ -158,7 +179,7 @@ def instances_and_mask(labels: np.ndarray, boxes=None, out=None):
         present = np.array([box is not None for box in found], bool)
         centres = bbox_centres(labels, found)
     else:
-        present, centres = _centres_in_boxes(labels, boxes)
+        present, centres = _centres_in_boxes(labels, boxes, exact)
         centres = centres[present]
     ids, mask = out if out is not None else (np.empty(labels.shape, labels.dtype), None)
     if not present.all():

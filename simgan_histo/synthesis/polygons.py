@@ -193,22 +193,6 @@ def star_sprites(radius_range: Tuple[float, float], count: int = SHAPE_BANK_SIZE
     return sprites, offsets
 
 
-@functools.lru_cache(maxsize=2)
-def star_pixels(radius_range: Tuple[float, float]):
-    """The pixels of each `star_sprites` star relative to its centre, flat: (dx, dy) int64
-    arrays of all stars' pixels, and per star its (start, length) in them. Stamping K
-    stars is then one gather instead of K slices."""
-    sprites, offsets = star_sprites(radius_range)
-    rows, cols, lengths = [], [], []
-    for sprite, (left, top) in zip(sprites, offsets.tolist()):
-        y, x = np.nonzero(sprite)
-        rows.append(y + top)
-        cols.append(x + left)
-        lengths.append(len(y))
-    lengths = np.asarray(lengths, np.int64)
-    return (np.concatenate(cols), np.concatenate(rows), np.cumsum(lengths) - lengths, lengths)
-
-
 def scaled_shapes(rng, bank, centers: np.ndarray, radii: np.ndarray):
     """Random bank shapes scaled by `radii` and moved to `centers`.
 
