@@ -68,7 +68,11 @@ class SynthesisConfig:
     count_max: int = 256  # (release)
     size_bias_mean: Tuple[float, float] = (1.2, 0.125)  # N(a + b·dense, sd) (release: 1/8)
     size_bias_sd: float = 0.32  # (release)
-    speckle_max: int = 100  # "noise type 1" star polygons, labelled background (release)
+    # "Noise type 1" star polygons per 460² (release: 100), labelled background. Off: until now
+    # a scale bug kept the speckle invisible (alpha <= 0.0014: 0.14 % of output values moved
+    # by 1 grey level, at 10 % of the synthesis time) and DESIGN §7 measured that pale
+    # distractors cost recall; 100 gives the release's visible speckle.
+    speckle_max: int = 0
     pale_blob_max: int = 5  # "noise type 2" pale nucleus-like blobs (release)
     # Inpaint band: H > p(100 − (100 − p_otsu)·f) (release 1.08). 1.0, the Otsu foreground
     # itself, inpaints 2 points less of MoNuSeg train but fails the Otsu-Dice realism check

@@ -117,9 +117,9 @@ def add_speckle(rng, planes, tile, config, area_scale: float, on_tissue: np.ndar
         if right > left and bottom > top:
             region = stars[top:bottom, left:right]
             cv2.bitwise_or(region, sprite[top - y:bottom - y, left - x:right - x], dst=region)
-    # NOTE: the sprites are 0/255 and the tissue map 0/1, so alpha is 0/1 here and the
-    # opacity's /255 leaves the speckle at <= 0.14 % (kept as measured; see BENCHMARKS.md).
-    alpha = cv2.bitwise_and(stars, on_tissue[y0:y1, x0:x1]).astype(np.float32)
+    # The tissue map is 0/1: as a mask, so alpha keeps the sprites' 0/255 scale (ANDing the
+    # two values left alpha at 1/255 of the opacity: an invisible speckle until now).
+    alpha = cv2.bitwise_and(stars, stars, mask=on_tissue[y0:y1, x0:x1]).astype(np.float32)
     alpha = cv2.blur(alpha, (3, 3))
     alpha *= np.float32(opacity)
     blend(planes, tile.colour_by_h[min(max(int(percentile), 0), 99)], alpha, (x0, y0, x1, y1),
