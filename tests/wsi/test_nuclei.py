@@ -9,6 +9,26 @@ from simgan_histo.postprocess import morphometry
 from simgan_histo.wsi import nuclei, tiling
 
 
+def test_nucleus_id_is_the_uuid5_of_slide_and_centroid():
+    import uuid
+
+    rng = np.random.default_rng(3)
+    for name in ("slide", "TCGA-44-2665 ü", ""):
+        for x, y in rng.uniform(-5, 2e5, size=(200, 2)):
+            expected = uuid.uuid5(nuclei.NAMESPACE, f"{name}:{x:.2f}:{y:.2f}")
+            assert nuclei.nucleus_id(name, x, y) == str(expected)
+    assert nuclei.nucleus_id("a", 1.004, 2.0) == nuclei.nucleus_id("a", 1.0, 2.0)
+
+
+def test_valid_outlines_rounds_and_repairs():
+    square = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])
+    bowtie = np.array([[0.0, 0.0], [4.0, 4.0], [4.0, 0.0], [0.0, 4.0]])  # self-crossing
+    rings = nuclei.valid_outlines([square + 0.00049, np.zeros((0, 2)), square[:2], bowtie])
+    np.testing.assert_array_equal(rings[0], square)
+    assert rings[1] is None and rings[2] is None
+    assert shapely.Polygon(rings[3]).is_valid and shapely.Polygon(rings[3]).area == 4.0
+
+
 def test_count_changed_equals_allclose_per_ring():
     square = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])
     rings = [square, square + 0.0004, square, square[:3], None, square * 2]
