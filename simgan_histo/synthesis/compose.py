@@ -194,9 +194,9 @@ def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
     pad = min(WINDOW_PAD, margin)
     window, (px, py) = size + 2 * pad, plan.patch
     view = np.s_[py - pad:py + size + pad, px - pad:px + size + pad]
-    labels, boxes, exact = labels_lib.rasterise(vertices - np.float32(margin - pad), window,
-                                                keep=(pad, pad, pad + size, pad + size),
-                                                with_boxes=True)
+    labels, boxes = labels_lib.rasterise(vertices - np.float32(margin - pad), window,
+                                         keep=(pad, pad, pad + size, pad + size),
+                                         with_boxes=True)
     _lap(timer, "rasterise")
     # Background and nuclear texture are needed on the patch only; the masks and their
     # blur on the window (nuclei beyond the patch border reach into it).
@@ -224,7 +224,7 @@ def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
     composite(planes, nuclear, weights[pad:pad + size, pad:pad + size], out["image"][row])
     _lap(timer, "composite")
     labels_lib.instances_and_mask(labels[pad:pad + size, pad:pad + size],
-                                  np.minimum(np.maximum(boxes - pad, 0), size), exact,
+                                  np.minimum(np.maximum(boxes - pad, 0), size),
                                   out=(out["labels"][row], out["mask"][row]))
     _lap(timer, "labels")
     rx, ry = plan.reference

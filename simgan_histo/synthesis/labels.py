@@ -7,8 +7,6 @@ separate ids in the instance map (the later one is drawn on top); the bits, like
 release's, see only their union.
 """
 
-import functools
-
 import cv2
 import numpy as np
 from scipy import ndimage
@@ -30,13 +28,11 @@ def rasterise(vertices: np.ndarray, size: int, keep=None, with_boxes: bool = Fal
         meet it get ids 1..K in order; the others (needed only for the texture around the
         crop) all get OUTSIDE_ID, so the kept crop rarely needs renumbering. Without
         `keep`, polygon k gets id k + 1. Polygons entirely outside the map are skipped.
-      with_boxes: also return, for ids 1..K, their pixel boxes (K, 4) (x0, y0, x1, y1,
-        exclusive ends, map coordinates) and whether each box is the id's exact extent in
-        the map (inside `keep` and no later polygon's box meets it), for
-        `instances_and_mask`.
+      with_boxes: also return, for ids 1..K, the boxes (K, 4) (x0, y0, x1, y1, exclusive
+        ends, map coordinates) of the pixels each polygon sets, for `instances_and_mask`.
 
     Returns:
-      The map, or (map, boxes, exact) with `with_boxes`.
+      The map, or (map, boxes) with `with_boxes`.
     """
     labels = np.zeros((size, size), np.uint16)
     scaled = np.round(vertices * (1 << _SUBPIXEL_BITS)).astype(np.int32)
@@ -57,20 +53,8 @@ def rasterise(vertices: np.ndarray, size: int, keep=None, with_boxes: bool = Fal
             cv2.fillPoly(labels, [polygon], instance, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
     if not with_boxes:
         return labels
-    count = len(vertices)
-    boxes_meet = ((left[None, :] < right[:, None]) & (left[:, None] < right[None, :])
-                  & (top[None, :] < bottom[:, None]) & (top[:, None] < bottom[None, :]))
-    covered = (boxes_meet & _later(count) & drawn[None, :]).any(axis=1)
-    inside = (left >= x0) & (right <= x1) & (top >= y0) & (bottom <= y1)
     boxes = np.stack([left, top, right, bottom], axis=1)[meets]
-    return (labels, np.minimum(np.maximum(boxes, 0), size).astype(np.int64),
-            (inside & ~covered)[meets])
-
-
-@functools.lru_cache(maxsize=64)
-def _later(count: int) -> np.ndarray:
-    """(count, count) bool: entry (i, j) is True when j > i."""
-    return np.tri(count, count, -1, dtype=bool).T
+    return labels, np.minimum(np.maximum(boxes, 0), size).astype(np.int64)
 
 
 def fill_union(vertices: np.ndarray, size: int, value: int = 1) -> np.ndarray:
@@ -121,19 +105,12 @@ def labels_to_mask(labels: np.ndarray, boxes=None) -> np.ndarray:
     return _bit_mask(labels, bbox_centres(labels, boxes))
 
 
-def _centres_in_boxes(labels: np.ndarray, boxes: np.ndarray, exact=None):
-    """(present flags (K,), (K, 2) row, col bbox centres) of ids 1..K. An `exact` box is the
-    id's extent; the others are searched (a few small cv2 calls per id, not a full scan)."""
+def _centres_in_boxes(labels: np.ndarray, boxes: np.ndarray):
+    """(present flags (K,), (K, 2) row, col bbox centres) of ids 1..K, each searched only
+    inside its box (x0, y0, x1, y1): a few small cv2 calls per id instead of a full scan."""
     present = np.zeros(len(boxes), bool)
     centres = np.zeros((len(boxes), 2), np.int64)
-    if exact is not None and exact.any():
-        known = boxes[exact]
-        present[exact] = True
-        centres[exact] = np.stack([(known[:, 1] + known[:, 3] - 1) // 2,
-                                   (known[:, 0] + known[:, 2] - 1) // 2], axis=1)
-    search = np.flatnonzero(~exact) if exact is not None else range(len(boxes))
-    for index in np.asarray(search).tolist():
-        x0, y0, x1, y1 = boxes[index].tolist()
+    for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         if x1 <= x0 or y1 <= y0:
             continue
         region = labels[y0:y1, x0:x1]
@@ -162,14 +139,13 @@ def _bit_mask(labels: np.ndarray, centres: np.ndarray, out=None) -> np.ndarray:
     return mask
 
 
-def instances_and_mask(labels: np.ndarray, boxes=None, exact=None, out=None):
+def instances_and_mask(labels: np.ndarray, boxes=None, out=None):
     """(instance ids renumbered 1..K as a contiguous copy, bit mask) of a label crop.
 
     Args:
       boxes: optional (K, 4) boxes (x0, y0, x1, y1) in crop coordinates that contain all
-        pixels of ids 1..K, and `exact`: (K,) whether a box is the id's extent
-        (`rasterise(..., with_boxes=True)`); without boxes the crop is scanned once (scipy
-        find_objects).
+        pixels of ids 1..K (`rasterise(..., with_boxes=True)`); without them the crop is
+        scanned once (scipy find_objects).
       out: optional (ids, mask) arrays to write into (uint16 and uint8, the crop's shape).
     """
     if boxes is None:
@@ -179,7 +155,7 @@ def instances_and_mask(labels: np.ndarray, boxes=None, exact=None, out=None):
         present = np.array([box is not None for box in found], bool)
         centres = bbox_centres(labels, found)
     else:
-        present, centres = _centres_in_boxes(labels, boxes, exact)
+        present, centres = _centres_in_boxes(labels, boxes)
         centres = centres[present]
     ids, mask = out if out is not None else (np.empty(labels.shape, labels.dtype), None)
     if not present.all():

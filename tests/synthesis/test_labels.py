@@ -79,26 +79,25 @@ def test_polygons_missing_the_kept_crop_share_one_outside_id():
     assert ids.max() == 1 and (mask & 1).sum() == 49
 
 
-def test_exact_boxes_by_hand_and_against_a_full_scan():
+def test_boxes_by_hand_and_boxed_search_against_a_full_scan():
     square = np.array([[4, 4], [10, 4], [10, 10], [4, 10]], np.float32)
-    polygons_ = np.stack([square, square + [20, 0], square + [24, 3], square + [40, 0]])
-    drawn, boxes, exact = labels.rasterise(polygons_, 60, keep=(0, 0, 46, 60), with_boxes=True)
-    # Alone and inside: exact; covered by the later third: not; the third: exact (on top);
-    # the fourth crosses the crop edge x = 46: not.
-    assert exact.tolist() == [True, False, True, False]
-    np.testing.assert_array_equal(boxes[0], [4, 4, 11, 11])  # vertices 4..10 → pixels 4..10
+    drawn, boxes = labels.rasterise(np.stack([square, square + [40, 0]]), 60,
+                                    keep=(0, 0, 46, 60), with_boxes=True)
+    # fillPoly sets exactly the pixels 4..10 of vertices at 4 and 10; the second square
+    # (pixels 44..50) meets the crop x < 46.
+    np.testing.assert_array_equal(boxes, [[4, 4, 11, 11], [44, 4, 51, 11]])
     assert drawn[4:11, 4:11].all() and drawn[3, 4:11].sum() == 0 and drawn[4:11, 11].sum() == 0
-    # On random crowded nuclei the boxed path equals scipy's full scan, bit for bit.
+    # On random crowded nuclei the boxed search equals scipy's full scan, bit for bit.
     from tests.synthesis.conftest import small_config
     from simgan_histo.synthesis import placement
     config = small_config()
     tissue = np.ones((128, 128), np.uint8)
     for seed in range(20):
         vertices = placement.sample_nuclei(np.random.default_rng(seed), config, tissue, 60, 1.0)
-        drawn, boxes, exact = labels.rasterise(vertices - 6, 116, keep=(10, 10, 106, 106),
-                                               with_boxes=True)
+        drawn, boxes = labels.rasterise(vertices - 6, 116, keep=(10, 10, 106, 106),
+                                        with_boxes=True)
         crop = drawn[10:106, 10:106]
-        fast = labels.instances_and_mask(crop, np.minimum(np.maximum(boxes - 10, 0), 96), exact)
+        fast = labels.instances_and_mask(crop, np.minimum(np.maximum(boxes - 10, 0), 96))
         full = labels.instances_and_mask(crop)
         for a, b in zip(fast, full):
             np.testing.assert_array_equal(a, b)
