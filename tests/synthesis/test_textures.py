@@ -1,0 +1,35 @@
+"""Texture helpers against hand values: kernels, blocky noise, colour jitter."""
+
+import numpy as np
+import pytest
+
+from simgan_histo.synthesis import textures
+
+
+def test_symmetric_kernels_by_hand():
+    np.testing.assert_allclose(textures._symmetric(np.array([[1.0, 2.0], [1.0, 1.0]])),
+                               [[0.25, 0.5, 0.25], [1 / 3, 1 / 3, 1 / 3]])
+    taps = textures._peaked_kernel(np.random.default_rng(0), 3, (1.0, 4.0))
+    assert taps.shape == (7,) and taps.sum() == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_array_equal(taps, taps[::-1])
+    assert taps[3] == taps.max() and taps.min() > 0
+
+
+def test_blocky_field_is_constant_on_aligned_blocks():
+    for seed in range(5):
+        field = textures.blocky_field(np.random.default_rng(seed), 60, 5)
+        assert field.shape == (60, 60) and field.dtype == np.uint8
+        blocks = field.reshape(12, 5, 12, 5)
+        assert (blocks == blocks[:, :1, :, :1]).all()  # one value per 5×5 block
+    values = textures.blocky_field(np.random.default_rng(0), 400, 2)
+    assert 120 < values.mean() < 135 and values.min() < 5 and values.max() > 250
+
+
+def test_colour_jitter_formula():
+    rng = np.random.default_rng(3)
+    u = np.random.default_rng(3).random(6)
+    scale, offset = textures.jitter_params(rng, 0.5, [100.0, 50.0, 0.0])
+    expected_scale = 1.0 + (u[:3] * 2 - 1) * 0.045
+    np.testing.assert_allclose(scale, expected_scale)
+    np.testing.assert_allclose(offset, np.array([100.0, 50.0, 0.0]) * (1 - expected_scale)
+                               + (u[3:] * 2 - 1) * 3.0)
