@@ -4,7 +4,8 @@ Usage: python benchmarks/synthesis_speed.py [--tissue=DIR] [--mpp=0.25] [--tiles
     [--patch_size=200] [--patches=2000] [--rounds=5] [--preset=cpu_small]
 
 One process, OpenCV and BLAS on one thread. The tiles are prepared once (`tile_prepare_s`,
-reported apart from the rate). Each round times `patches / rounds` patches of this module,
+reported apart from the rate). Each round times `patches / rounds` patches of this module
+(in batches of `generator.CHUNK`, as `synthesize_to_file` and its workers make them),
 then `--naive_patches` of the naive pipeline (per patch: HED, Otsu, super-segmentation,
 Telea inpainting of the crop, sub-segmentation colour, eosin texture, composite: what the
 release recomputed for every patch), then an fp32 matmul (numpy, one thread) as the
@@ -43,6 +44,7 @@ from simgan_histo import sample_data  # noqa: E402
 from simgan_histo import stain  # noqa: E402
 from simgan_histo import synthesis  # noqa: E402
 from simgan_histo.synthesis import compose  # noqa: E402
+from simgan_histo.synthesis import generator  # noqa: E402
 from simgan_histo.synthesis import realism  # noqa: E402
 from simgan_histo.synthesis import source as source_lib  # noqa: E402
 from simgan_histo.synthesis import tissue as tissue_lib  # noqa: E402
@@ -135,7 +137,10 @@ def main(argv):
     for round_index in range(FLAGS.rounds):
         start, cpu_start = time.perf_counter(), time.process_time()
         timer.start()
-        synthesis.make_batch(source, round_index, range(per_round), timer=timer)
+        for first in range(0, per_round, generator.CHUNK):  # batches as the library makes them
+            synthesis.make_batch(source, round_index,
+                                 range(first, min(first + generator.CHUNK, per_round)),
+                                 timer=timer)
         rates.append(per_round / (time.perf_counter() - start))
         cpu_rates.append(per_round / (time.process_time() - cpu_start))
         rng = np.random.default_rng(round_index)

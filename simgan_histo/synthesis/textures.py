@@ -262,9 +262,8 @@ def blur_boundary(rng, opaque: np.ndarray, radius: int) -> np.ndarray:
             y1, x1 = y0 + draws.randint(rng, 8, size - y0 + 1), x0 + draws.randint(
                 rng, 8, size - x0 + 1)
             peak = _peaked_kernel(rng, 2, (4.0, 8.0))
-            region = weights[y0:y1, x0:x1]
-            region[...] = cv2.sepFilter2D(region, -1, peak, peak,
-                                          borderType=cv2.BORDER_REFLECT)
+            region = weights[y0:y1, x0:x1]  # filtered in place, its own border reflected
+            cv2.sepFilter2D(region, -1, peak, peak, dst=region, borderType=cv2.BORDER_REFLECT)
     return weights
 
 
