@@ -21,7 +21,6 @@ from simgan_histo import patch_file
 from simgan_histo.synthesis import compose
 
 CHUNK = 32  # patches per worker task
-PATCH_FIELDS = ("image", "reference", "mask", "labels", "source")
 
 
 def _stack(rows: Sequence[Dict[str, np.ndarray]], fields) -> Dict[str, np.ndarray]:
