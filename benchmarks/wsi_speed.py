@@ -1,25 +1,30 @@
 """Whole-slide throughput: end to end vs model only, cost of every other stage, peak RSS.
 
 Usage: nice -n 10 python benchmarks/wsi_speed.py [--model=<export>] [--workdir=/tmp/wsi_speed]
-    [--sides=8192,16384] [--precisions=float32,mixed_bfloat16] [--fp32_sides=8192]
+    [--runs=8192/fp32,16384/fp32,sample/fp32,8192/bf16]
 
-Slides: Aperio-style JPEG-Q90 pyramids (OpenSlide-readable, `wsi.pyramid`) of the 30 MoNuSeg
-*train* images tiled (with flips) edge to edge to side² px at 0.25 µm/px, cached under
-`<workdir>/cache`, plus the CC0 sample slide (0.499 µm/px, read upsampled ×2). Each
-(slide, precision) runs `segment.segment_slide` with the default `WsiConfig` in its own
-subprocess, so its peak RSS (`os.wait4` rusage of that child alone) is not mixed with another
-run's. bf16 = the export's weights rebuilt in mixed_bfloat16 (`export.with_precision`) and
-re-exported once (cached), loaded like any export.
+Slides: Aperio-style JPEG-Q90 pyramids (`.svs`, OpenSlide-readable, `wsi.pyramid`) of the 30
+MoNuSeg *train* images tiled (with flips) edge to edge to side² px at 0.25 µm/px, cached under
+`<workdir>/cache` (made on the first run), and the CC0 sample slide (0.499 µm/px, read
+upsampled ×2). Each run segments one slide with `segment.segment_slide` and the default
+`WsiConfig`, in a subprocess of its own, so its peak RSS (`os.wait4` rusage of that child
+alone) is not mixed with another run's; peak RSS is compared between the two pyramid sizes.
+bf16 = the export's weights rebuilt in mixed_bfloat16 (`export.with_precision`) and
+re-exported once (cached), loaded like any export; that export and the model's FLOP per pixel
+(graph profiler, `models/flops.py`) are made in a child of their own before the timed runs.
 
-Per run: `pipeline_mp_per_s` (tissue MP at the model's µm/px ÷ end-to-end wall, as the run
+Per run: `pipeline_mp_per_s` (tissue MP at the model's µm/px ÷ end-to-end wall, the run
 report's `mp_per_s`), tissue mm²/min, `model_mp_per_s` (the same tissue MP ÷ the wall time of
 the model calls on the same tiles in the same run; `model_input_mp_per_s` counts the tiles'
 input px instead) and the ratio, and core-seconds (process CPU time, all threads) per tissue
-MP of every non-model stage. Stages: the report's StageTimer, split further by timing
-wrappers installed in the child (Reinhard inside read_and_stain, the watershed inside
-postprocess, the QC writer inside write); `other` = the rest of the wall's CPU (open, stain
-estimate). The same-run reference (numpy fp32 2048² matmul GFLOP/s) is sampled 5× before and
-after every slide run (median reported) and the 1-minute load average at start and end.
+MP of every non-model stage: read, stain (Reinhard on the tiles + the slide's statistics),
+tissue (mask + QC thumbnail), watershed, nuclei (ownership, outlines, measurements), shards
+(per-batch shard files written and read back), writers (GeoJSON, CSVs), qc (QC images),
+other (the rest of the process's CPU time outside the model). They come from the run
+report's StageTimer, split further by timing wrappers installed in the child (Reinhard inside
+read_and_stain, the watershed inside postprocess, the QC writer and shard writes inside
+write). Same-run reference: numpy fp32 2048² matmul GFLOP/s, sampled 5× before the runs and
+after each (median); the 1-minute load average at the start and after each run.
 One run per (slide, precision): a 16k² slide takes minutes. Last stdout line: one JSON object.
 """
 
@@ -27,6 +32,7 @@ import functools
 import json
 import os
 import pathlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,16 +52,15 @@ flags.DEFINE_string("model", "/work/runs/supervised_fp32/export", "Exported cpu_
 flags.DEFINE_string("workdir", "/tmp/wsi_speed", "Pyramid cache, bf16 export and outputs.")
 flags.DEFINE_string("images", str(ROOT.parent / "shared/datasets/monuseg2018/train/images"),
                     "Real H&E tiles for the pyramids.")
-flags.DEFINE_list("sides", ["8192", "16384"], "Pyramid sides, px (RSS compared first/last).")
-flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions to run.")
-flags.DEFINE_list("fp32_sides", ["8192"], "Sides also run in float32 (16k² fp32 is slow).")
-flags.DEFINE_bool("sample_slide", True, "Also run the CC0 sample slide.")
+flags.DEFINE_list("runs", ["8192/fp32", "16384/fp32", "sample/fp32", "8192/bf16"],
+                  "Slide runs, <pyramid side or 'sample'>/<fp32|bf16>, in this order. Peak "
+                  "RSS is compared between the two pyramid sides of the first precision.")
 flags.DEFINE_integer("batch_size", None, "WsiConfig.batch_size (default: the config's).")
 flags.DEFINE_string("child", None, "Internal: run one slide (JSON spec), write --child_result.")
 flags.DEFINE_string("child_result", None, "Internal: the child's result file.")
 
 MPP = 0.25
-STAGES = ("read", "stain", "tissue", "watershed", "nuclei", "writers", "qc", "other")
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
 def matmul_gflops(n: int = 2048) -> float:
@@ -122,39 +127,55 @@ def _timed(timer, name, function):
     return wrapper
 
 
+def prepare_child(spec: dict) -> dict:
+    """The bf16 export (if asked) and the model's FLOP per pixel, in a process of their own
+    so that building Keras models does not count in any slide run's peak RSS."""
+    # pylint: disable=import-outside-toplevel
+    from simgan_histo import config as config_lib, tf_setup
+    tf_setup.configure(config_lib.RuntimeConfig())
+    import keras
+    from simgan_histo.models import flops
+    from simgan_histo.training import export
+
+    exports = {"float32": spec["model"]}
+    if spec["bf16"]:
+        exports["mixed_bfloat16"] = bf16_export(spec["model"], pathlib.Path(spec["cache"]))
+    net = keras.models.load_model(export.resolve_export_dir(spec["model"]) / export.KERAS_FILE)
+    side = 1024  # a multiple of every preset's stride; FLOPs grow linearly with pixels
+    return {"exports": exports,
+            "flop_per_px": flops.forward_flops(net, [(1, side, side, 3)]) / side ** 2}
+
+
 def run_child(spec: dict) -> dict:
-    """Segments one slide (in this process) and returns its figures."""
+    """Segments one slide (in this process) and returns its report and extra timings."""
     # pylint: disable=import-outside-toplevel
     import resource
     from simgan_histo import config as config_lib, stain, tf_setup
     tf_setup.configure(config_lib.RuntimeConfig())
-    from simgan_histo.wsi import model as model_lib, qc, segment
+    from simgan_histo.wsi import model as model_lib, qc, segment, shards
     from simgan_histo.wsi.report import StageTimer
 
-    export_path = spec["model"]
-    if spec["precision"] == "mixed_bfloat16":
-        export_path = bf16_export(export_path, pathlib.Path(spec["cache"]))
-    model = model_lib.from_export(export_path)
-    flop_per_px = None
-    if spec.get("flops"):
-        import keras
-        from simgan_histo.models import flops
-        from simgan_histo.training import export
-        net = keras.models.load_model(export.resolve_export_dir(export_path) / export.KERAS_FILE)
-        flop_per_px = flops.forward_flops(net, [(1, 1024, 1024, 3)]) / 1024 ** 2
+    model = model_lib.from_export(spec["export"])
     baseline_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    inner = StageTimer()
+    inner, input_px = StageTimer(), [0]
+    predict_maps = model.predict_maps
+
+    def counted(batch):
+        input_px[0] += int(np.prod(np.shape(batch)[:3]))
+        return predict_maps(batch)
+
+    model.predict_maps = counted
     stain.reinhard = _timed(inner, "stain", stain.reinhard)
     model.instances = _timed(inner, "watershed", model.instances)
     qc.QcWriter.write = _timed(inner, "qc", qc.QcWriter.write)
     qc.QcWriter.close = _timed(inner, "qc", qc.QcWriter.close)
+    shards.ShardStore.write = _timed(inner, "shard_write", shards.ShardStore.write)
     overrides = {} if spec.get("batch_size") is None else {"batch_size": spec["batch_size"]}
     config = config_lib.WsiConfig(**overrides)
     cpu0 = time.process_time()
     report = segment.segment_slide(spec["slide"], model, spec["out"], config, progress=False)
-    cpu = time.process_time() - cpu0
-    return {"report": report, "inner": inner.as_dict(), "cpu_s": cpu,
-            "baseline_rss_mb": baseline_rss_mb, "flop_per_px": flop_per_px}
+    return {"report": report, "inner": inner.as_dict(), "cpu_s": time.process_time() - cpu0,
+            "input_px": input_px[0], "baseline_rss_mb": baseline_rss_mb}
 
 
 def _figures(child: dict) -> dict:
@@ -167,14 +188,14 @@ def _figures(child: dict) -> dict:
 
     mp, wall = report["tissue_mp"], report["wall_s"]
     model_wall = stages["model"]["wall_s"]
-    tile_px = report["processing"]["tile_size_px"] ** 2 * report["tiles"]["processed"]
     core_s = {
         "read": cpu(stages, "read_and_stain") - cpu(inner, "stain"),
         "stain": cpu(inner, "stain") + cpu(stages, "stain_estimate"),
         "tissue": cpu(stages, "tissue"),
         "watershed": cpu(inner, "watershed"),
         "nuclei": cpu(stages, "postprocess") - cpu(inner, "watershed"),
-        "writers": cpu(stages, "write") - cpu(inner, "qc"),
+        "shards": cpu(inner, "shard_write") + cpu(stages, "merge_read"),
+        "writers": cpu(stages, "write") - cpu(inner, "qc") - cpu(inner, "shard_write"),
         "qc": cpu(inner, "qc"),
     }
     core_s["other"] = child["cpu_s"] - cpu(stages, "model") - sum(core_s.values())
@@ -184,7 +205,8 @@ def _figures(child: dict) -> dict:
     return {"pipeline_mp_per_s": round(mp / wall, 4),
             "tissue_mm2_per_min": round(report["tissue_mm2"] / wall * 60, 3),
             "model_mp_per_s": round(model_mp_per_s, 4),
-            "model_input_mp_per_s": round(tile_px / 1e6 / model_wall, 4),
+            "model_input_mp_per_s": round(child["input_px"] / 1e6 / model_wall, 4),
+            "model_input_px_per_tissue_px": round(child["input_px"] / 1e6 / mp, 3),
             "pipeline_over_model": round(mp / wall / model_mp_per_s, 4),
             "core_s_per_mp": per_mp, "model_core_s_per_mp": round(cpu(stages, "model") / mp, 4),
             "tissue_mp": round(mp, 3), "tissue_mm2": round(report["tissue_mm2"], 3),
@@ -193,27 +215,40 @@ def _figures(child: dict) -> dict:
                 child["baseline_rss_mb"], 1)}
 
 
-def spawn(spec: dict, result_path: pathlib.Path) -> dict:
-    """Runs `spec` in a child process; its figures plus its own peak RSS (wait4 rusage)."""
+def spawn(spec: dict, result_path: pathlib.Path):
+    """Runs `spec` in a child process: (its result, its own peak RSS in MB from wait4)."""
     result_path.unlink(missing_ok=True)
     process = subprocess.Popen([sys.executable, __file__, f"--child={json.dumps(spec)}",
                                 f"--child_result={result_path}"], cwd=ROOT)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0 or not result_path.exists():
-        raise RuntimeError(f"slide run {spec} failed with exit code {process.returncode}")
-    child = json.loads(result_path.read_text())
-    figures = _figures(child)
-    figures["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    if child["flop_per_px"]:
-        figures["flop_per_px"] = child["flop_per_px"]
-    return figures
+        raise RuntimeError(f"child {spec} failed with exit code {process.returncode}")
+    return json.loads(result_path.read_text()), usage.ru_maxrss / 1024
+
+
+def _targets(runs: dict) -> dict:
+    """The issue's targets, judged on the MoNuSeg pyramids (the sample slide is reported)."""
+    pyramids = {key: run for key, run in runs.items() if key.startswith("he_")}
+    targets = {}
+    for short in PRECISIONS:
+        rates = [run["pipeline_mp_per_s"] for key, run in pyramids.items()
+                 if key.endswith(short)]
+        if rates:
+            targets[f"pipeline_mp_per_s_{short}_min"] = min(rates)
+            targets[f"pipeline_ge_1_mp_per_s_{short}"] = min(rates) >= 1.0
+    non_model = [run["core_s_per_mp"]["non_model_total"] for run in pyramids.values()]
+    if non_model:
+        targets["non_model_core_s_per_mp_max"] = max(non_model)
+        targets["non_model_le_0_3"] = max(non_model) <= 0.3
+    return targets
 
 
 def main(argv):
     del argv
     if FLAGS.child:
-        result = run_child(json.loads(FLAGS.child))
+        spec = json.loads(FLAGS.child)
+        result = prepare_child(spec) if spec["mode"] == "prepare" else run_child(spec)
         pathlib.Path(FLAGS.child_result).write_text(json.dumps(result))
         return
     from simgan_histo import sample_data  # pylint: disable=import-outside-toplevel
@@ -222,32 +257,39 @@ def main(argv):
     cache = work / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     load = [os.getloadavg()[0]]
-    slides = [(f"he_{side}", cached_pyramid(cache, int(side))) for side in FLAGS.sides]
-    if FLAGS.sample_slide:
-        slides.append(("sample", sample_data.sample_slide_path()))
+    plan = [tuple(run.split("/")) for run in FLAGS.runs]
+    for slide, short in plan:
+        if short not in PRECISIONS or not (slide == "sample" or slide.isdigit()):
+            raise app.UsageError(f"--runs: {slide}/{short}: expected <side|sample>/<fp32|bf16>")
+    slides = {slide: (sample_data.sample_slide_path() if slide == "sample"
+                      else cached_pyramid(cache, int(slide))) for slide, _ in plan}
+    prepared, _ = spawn({"mode": "prepare", "model": FLAGS.model, "cache": str(cache),
+                         "bf16": any(short == "bf16" for _, short in plan)},
+                        work / "prepare.json")
     references = [matmul_gflops() for _ in range(5)]
-    runs, flop_per_px = {}, None
-    for precision in FLAGS.precisions:
-        short = "bf16" if precision == "mixed_bfloat16" else "fp32"
-        for name, path in slides:
-            if short == "fp32" and name.startswith("he_") and name[3:] not in FLAGS.fp32_sides:
-                continue
-            spec = {"slide": str(path), "model": FLAGS.model, "precision": precision,
-                    "cache": str(cache), "out": str(work / "out"), "flops": flop_per_px is None,
-                    "batch_size": FLAGS.batch_size}
-            figures = spawn(spec, work / f"run_{name}_{short}.json")
-            flop_per_px = figures.pop("flop_per_px", flop_per_px)
-            runs[f"{name}/{short}"] = figures
-            logging.info("%s/%s: %s", name, short, json.dumps(figures))
-            references.extend(matmul_gflops() for _ in range(5))
-    load.append(os.getloadavg()[0])
-    result = {"benchmark": "wsi_speed", "model": FLAGS.model, "model_flop_per_px": flop_per_px,
+    runs = {}
+    for slide, short in plan:
+        name = "sample" if slide == "sample" else f"he_{slide}"
+        out = work / "out" / f"{name}_{short}"
+        shutil.rmtree(out, ignore_errors=True)  # no shards of an earlier run are resumed
+        spec = {"mode": "run", "slide": str(slides[slide]), "out": str(out),
+                "export": prepared["exports"][PRECISIONS[short]], "batch_size": FLAGS.batch_size}
+        child, peak_rss_mb = spawn(spec, work / f"run_{name}_{short}.json")
+        runs[f"{name}/{short}"] = dict(_figures(child), peak_rss_mb=round(peak_rss_mb, 1))
+        logging.info("%s/%s: %s", name, short, json.dumps(runs[f"{name}/{short}"]))
+        references.extend(matmul_gflops() for _ in range(5))
+        load.append(os.getloadavg()[0])
+    result = {"benchmark": "wsi_speed", "model": FLAGS.model,
+              "model_flop_per_px": round(prepared["flop_per_px"]),
               "matmul_fp32_gflop_per_s": round(statistics.median(references), 1),
-              "load_average_1min": load, "runs": runs}
-    first, last = (f"he_{FLAGS.sides[0]}/bf16", f"he_{FLAGS.sides[-1]}/bf16")
-    if first in runs and last in runs and first != last:
-        result["peak_rss_ratio_bf16"] = round(runs[last]["peak_rss_mb"]
-                                              / runs[first]["peak_rss_mb"], 3)
+              "load_average_1min": [round(value, 2) for value in load], "runs": runs,
+              "targets": _targets(runs)}
+    pyramids = [(slide, short) for slide, short in plan if slide != "sample"]
+    pair = [f"he_{slide}/{short}" for slide, short in pyramids if short == pyramids[0][1]][:2]
+    if len(pair) == 2 and pair[0] != pair[1]:
+        ratio = runs[pair[1]]["peak_rss_mb"] / runs[pair[0]]["peak_rss_mb"]
+        result["targets"].update({"peak_rss_ratio": round(ratio, 3), "peak_rss_runs": pair,
+                                  "peak_rss_ratio_le_1_2": ratio <= 1.2})
     print(json.dumps(result))
 
 
