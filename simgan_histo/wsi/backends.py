@@ -109,6 +109,8 @@ class OpenSlideBackend:
         downsample = self.level_downsamples[level]
         location = (int(round(x * downsample)), int(round(y * downsample)))
         rgba = np.asarray(self.handle.read_region(location, level, (width, height)))
+        if rgba[..., 3].min() == 255:  # all opaque: compositing is the identity, skip it
+            return np.ascontiguousarray(rgba[..., :3])
         alpha = rgba[..., 3:4].astype(np.float32) / 255.0
         # Transparent pixels carry no slide data: composite them onto the slide background.
         return (rgba[..., :3] * alpha + self.background * (1.0 - alpha) + 0.5).astype(np.uint8)
