@@ -123,15 +123,14 @@ def analyse_folders(pred_dir, gt_dir, images_dir=None) -> Dict[str, dict]:
     Raises:
       ValueError: for missing partners or a size mismatch (as `predict_lib.evaluate_folder`).
     """
+    images = ({path.stem: path for path in predict_lib.list_files(images_dir)}
+              if images_dir is not None else {})
     per_image = {}
     for stem, (pred_path, gt_path) in predict_lib.pair_files(pred_dir, gt_dir).items():
         prediction, truth = predict_lib.read_labels(pred_path), predict_lib.read_labels(gt_path)
         if prediction.shape != truth.shape:
             raise ValueError(f"{pred_path}: size {prediction.shape} differs from the ground "
                              f"truth {gt_path} {truth.shape}")
-        rgb = None
-        if images_dir is not None:
-            matches = [p for p in predict_lib.list_files(images_dir) if p.stem == stem]
-            rgb = predict_lib.read_rgb(matches[0]) if matches else None
+        rgb = predict_lib.read_rgb(images[stem]) if stem in images else None
         per_image[stem] = image_errors(truth, prediction, rgb)
     return per_image

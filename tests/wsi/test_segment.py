@@ -49,6 +49,21 @@ def _seam_discs():
     return discs
 
 
+def _crashing_oracle_model(message: str, crash_at: int = 3):
+    """The oracle model, raising RuntimeError(message) on its `crash_at`-th batch."""
+    calls = []
+
+    def failing(batch):
+        calls.append(len(batch))
+        if len(calls) == crash_at:
+            raise RuntimeError(message)
+        return helpers.oracle_maps(batch)
+
+    model = helpers.oracle_model()
+    model.predict_maps = failing
+    return model
+
+
 def test_nuclei_straddling_tile_borders_are_found_exactly_once(tmp_path):
     discs = _seam_discs()
     rgb, truth = helpers.draw_discs((600, 620), discs, tissue_box=(0, 0, 620, 600))
@@ -199,16 +214,7 @@ def test_outputs_are_atomic_when_a_run_fails(tmp_path):
                           progress=False)
     folder = tmp_path / "out" / "atomic"
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    calls = []
-
-    def failing(batch):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("model crashed")
-        return helpers.oracle_maps(batch)
-
-    model = helpers.oracle_model()
-    model.predict_maps = failing
+    model = _crashing_oracle_model("model crashed")
     with pytest.raises(RuntimeError, match="model crashed"):
         segment.segment_slide(path, model, tmp_path / "out", CONFIG, progress=False)
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
@@ -292,16 +298,7 @@ def test_a_failed_run_resumes_from_its_shards_with_identical_outputs(tmp_path):
     # in shards of 3 (the batch size).
     assert reference["tiles"]["processed"] == 24
     assert reference["shards"] == {"total": 8, "reused": 0}
-    calls = []
-
-    def failing(batch):
-        calls.append(len(batch))
-        if len(calls) == 3:
-            raise RuntimeError("killed")
-        return helpers.oracle_maps(batch)
-
-    model = helpers.oracle_model()
-    model.predict_maps = failing
+    model = _crashing_oracle_model("killed")
     with pytest.raises(RuntimeError, match="killed"):
         segment.segment_slide(path, model, tmp_path / "out", CONFIG, progress=False)
     shard_dir = tmp_path / "out" / "grid" / "grid_shards"
