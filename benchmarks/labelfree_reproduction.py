@@ -36,9 +36,42 @@ ABLATION = flags.DEFINE_enum(
     "Remove one ingredient (paper Table 3).")
 FLAGS = flags.FLAGS
 
-# Minutes each preset's unscaled schedule takes on this 2-core CPU (measured; BENCHMARKS.md).
-NOMINAL_MINUTES = {"tiny": 0.5, "demo": 12.0, "cpu_small": 45.0, "release_2019": 6000.0,
-                   "paper_2017": 3000.0}
+# Seconds per iteration of each GAN phase, and per task-net step, with cpu_small's networks
+# on this idle 2-core CPU (demo runs; BENCHMARKS.md "GAN training"). Other presets scale by
+# their joint-iteration FLOPs (BENCHMARKS.md "Model FLOPs per preset").
+PHASE_SECONDS = {"refiner_warmup_steps": 0.73, "discriminator_warmup_steps": 0.62,
+                 "adversarial_steps": 4.1, "task_warmup_steps": 1.95, "joint_steps": 5.4,
+                 "task_final_steps": 1.95}
+TASK_STEP_SECONDS = 0.65
+COST_VS_CPU_SMALL = {"tiny": 0.05, "cpu_small": 1.0, "demo": 1.0,
+                     "paper_2017": 9.45 / 0.274, "release_2019": 27.2 / 0.274}
+MPP = 0.25  # MoNuSeg: 40×
+
+
+def estimated_minutes(config) -> float:
+    """Idle-machine minutes of the GAN and task-net stages of `config` on this CPU."""
+    gan = sum(getattr(config.gan, phase) * seconds for phase, seconds in PHASE_SECONDS.items())
+    task = config.task.train_steps * TASK_STEP_SECONDS
+    return COST_VS_CPU_SMALL[config.preset] * (gan + task) / 60.0
+
+
+def scaled_config(config, budget_min):
+    """The preset with every phase scaled by one factor to about `budget_min` minutes.
+
+    The GAN's own final task-net phase is dropped: the pipeline trains the exported task
+    net from the buffer, and the GAN's task net only serves the hard-example loss.
+    """
+    config = config.replace(gan={"task_final_steps": 0})
+    if budget_min is None:
+        return config
+    scale = budget_min / estimated_minutes(config)
+    gan = config.gan
+    phases = {phase: max(1, round(getattr(gan, phase) * scale))
+              for phase in PHASE_SECONDS if phase != "task_final_steps"}
+    return config.replace(gan=phases,
+                          task={"train_steps": max(2, round(config.task.train_steps * scale))})
+
+
 MPP = 0.25  # MoNuSeg: 40×
 
 
@@ -56,18 +89,6 @@ def protocol_files(data: pathlib.Path, protocol: str):
                   data / "train" / "labels" / f"{name}.png")
                  for name in split["test_same"] + split["test_diff"]]
     return tissue, tests
-
-
-def scaled_config(config, budget_min):
-    """The preset with its long phases scaled to the time budget (deterministic)."""
-    if budget_min is None:
-        return config
-    scale = budget_min / NOMINAL_MINUTES[config.preset]
-    gan, task = config.gan, config.task
-    return config.replace(
-        gan={"joint_steps": max(1, int(gan.joint_steps * scale)),
-             "task_final_steps": max(1, int(gan.task_final_steps * scale))},
-        task={"train_steps": max(2, int(task.train_steps * scale))})
 
 
 def ablate(config, ablation: str):

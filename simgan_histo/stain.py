@@ -4,6 +4,7 @@ Reinhard statistics are estimated once per slide (or per training set) and then 
 every tile: per-tile statistics invent nuclei on empty tiles (field-notes §2b).
 """
 
+import functools
 from typing import Optional, Sequence, Tuple
 
 import cv2
@@ -46,6 +47,42 @@ def reinhard(rgb: np.ndarray, source: Stats, target: Stats) -> np.ndarray:
     lab = (lab - src_mean) * (tgt_std / np.maximum(src_std, 1e-6)) + tgt_mean
     out = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+_COLOURS = 1 << 24
+_TABLE_CHUNK = 1 << 20  # colours converted at a time: bounds the build's memory (≈ 60 MB)
+TABLE_MIN_PIXELS = 1 << 21  # below this, building a table (≈ 1.3 s) costs more than it saves
+
+
+@functools.lru_cache(maxsize=2)
+def _reinhard_table(source: tuple, target: tuple) -> np.ndarray:
+    as_stats = lambda pair: tuple(np.asarray(v, np.float64) for v in pair)  # noqa: E731
+    table = np.empty((_COLOURS, 3), np.uint8)
+    for start in range(0, _COLOURS, _TABLE_CHUNK):
+        index = np.arange(start, start + _TABLE_CHUNK, dtype=np.uint32)
+        colours = np.stack([index >> 16, (index >> 8) & 255, index & 255], -1).astype(np.uint8)
+        table[start:start + _TABLE_CHUNK] = reinhard(
+            colours[None], as_stats(source), as_stats(target))[0]
+    return table
+
+
+def reinhard_table(rgb: np.ndarray, source: Stats, target: Stats) -> np.ndarray:
+    """`reinhard`, bit-identical, through a lookup table of all 2^24 colours.
+
+    Reinhard maps each pixel by its colour alone, so for one (source, target) pair (one
+    slide) a table built once (≈ 1.3 s, 48 MB, the last two pairs cached) replaces the two
+    colour-space conversions per tile: ≈ 10× less per 2048² tile. Images smaller than
+    `TABLE_MIN_PIXELS` go through `reinhard` directly.
+    """
+    rgb = np.asarray(rgb, np.uint8)
+    if rgb.shape[0] * rgb.shape[1] < TABLE_MIN_PIXELS:
+        return reinhard(rgb, source, target)
+    key = lambda stats: tuple(tuple(float(x) for x in v) for v in stats)  # noqa: E731
+    table = _reinhard_table(key(source), key(target))
+    index = rgb[..., 0].astype(np.uint32) << 16
+    index |= rgb[..., 1].astype(np.uint32) << 8
+    index |= rgb[..., 2]
+    return table[index]
 
 
 def hed(rgb: np.ndarray) -> np.ndarray:

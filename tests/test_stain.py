@@ -37,3 +37,17 @@ def test_hematoxylin_is_higher_on_purple_than_on_pink():
     purple = np.full((4, 4, 3), (80, 40, 140), np.uint8)
     pink = np.full((4, 4, 3), (230, 150, 200), np.uint8)
     assert stain.hed(purple)[..., 0].mean() > stain.hed(pink)[..., 0].mean()
+
+
+def test_the_lookup_table_equals_the_direct_mapping_bit_for_bit(monuseg):
+    import cv2  # pylint: disable=import-outside-toplevel
+    images = sorted((monuseg / "train" / "images").glob("*.png"))[:2]
+    real = np.concatenate([cv2.imread(str(p))[..., ::-1] for p in images], axis=1)
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, (100, real.shape[1], 3), dtype=np.uint8)
+    tile = np.ascontiguousarray(np.concatenate([real, noise])[:, :2000])
+    assert tile.shape[0] * tile.shape[1] >= stain.TABLE_MIN_PIXELS  # the table path
+    source = stain.lab_stats(tile)
+    target = (np.array([62.0, 28.0, -18.0]), np.array([14.0, 9.0, 7.0]))
+    np.testing.assert_array_equal(stain.reinhard_table(tile, source, target),
+                                  stain.reinhard(tile, source, target))

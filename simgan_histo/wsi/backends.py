@@ -170,8 +170,14 @@ def _tiff_metadata(page) -> Metadata:
                     resolution=(_float(page.resolution[0]), unit), objective_power=power)
 
 
+# none, LZW, JPEG, deflate (two codes), zstd, webp: what imagecodecs decodes exactly as the
+# scanner wrote it. JPEG 2000 (Aperio 33003/33005) is left to OpenSlide's colour handling.
+_DECODABLE_COMPRESSIONS = (1, 5, 7, 8, 32946, 50000, 50001)
+
+
 def _decodable(page) -> bool:
     return (page.dtype == np.uint8 and page.samplesperpixel in (3, 4)
+            and int(page.compression) in _DECODABLE_COMPRESSIONS
             and int(page.planarconfig) == 1 and int(page.photometric) in (2, 6)
             and page.imagedepth == 1)
 

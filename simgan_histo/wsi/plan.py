@@ -144,4 +144,4 @@ def resolve_stain(method: str, model, estimate) -> Optional[Tuple[stain.Stats, s
 def read_tile(slide, plan: SlidePlan, tile: tiling.Tile, stain_pair) -> np.ndarray:
     """The tile's read window at processing resolution, stain-normalised if asked."""
     rgb = slide.read(*plan.read_box(tile), plan.downsample)
-    return stain.reinhard(rgb, *stain_pair) if stain_pair is not None else rgb
+    return stain.reinhard_table(rgb, *stain_pair) if stain_pair is not None else rgb

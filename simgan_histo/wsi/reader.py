@@ -1,9 +1,11 @@
 """Reading slides and images at a requested µm/px, coordinates always in the level-0 frame.
 
 Backends (chosen by `open_slide(path, backend="auto")`):
-- `tifffile` for generic / OME / pyramidal TIFFs whose tiles it can decode (≈ 4× faster
-  than OpenSlide here, and it also reads SubIFD/OME pyramids OpenSlide cannot);
-- `openslide` for vendor formats (SVS, NDPI, MRXS, …) and TIFFs tifffile cannot decode;
+- `tifffile` for generic / OME / pyramidal TIFFs and Aperio SVS whose tiles it can decode
+  (JPEG, LZW, deflate, …: 4–9× faster than OpenSlide here, pixel-identical on Aperio JPEG
+  SVS; it also reads SubIFD/OME pyramids OpenSlide cannot);
+- `openslide` for other vendor formats (NDPI, MRXS, …), JPEG 2000 SVS and any TIFF tifffile
+  cannot decode;
 - `image` for plain PNG/JPEG/BMP files (held in memory).
 
 Geometry: pixel (i, j) of level 0 covers [i, i+1) × [j, j+1) ("corner frame"). `read(x, y,
@@ -35,7 +37,7 @@ from simgan_histo.wsi import backends
 IMAGE_SUFFIXES = backends.IMAGE_SUFFIXES
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu",
                   ".bif", ".svslide", ".btf")
-TIFF_SUFFIXES = (".tif", ".tiff", ".btf")
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".svs")
 BACKENDS = ("auto", "openslide", "tifffile", "image")
 PLAUSIBLE_MPP = (0.05, 20.0)  # µm/px; outside this a resolution tag is a default, not a scan
 SlideReadError = backends.SlideReadError

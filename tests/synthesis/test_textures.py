@@ -33,3 +33,26 @@ def test_colour_jitter_formula():
     np.testing.assert_allclose(scale, expected_scale)
     np.testing.assert_allclose(offset, np.array([100.0, 50.0, 0.0]) * (1 - expected_scale)
                                + (u[3:] * 2 - 1) * 3.0)
+
+
+def test_background_applies_the_stain_and_colour_jitter_formula():
+    """B' = B · exp(k_H·(a·s_H·H + b) + k_E·c·s_E·E) · s + o per channel, in float64."""
+    from skimage import color  # pylint: disable=import-outside-toplevel
+    from simgan_histo import config as config_lib  # pylint: disable=import-outside-toplevel
+    config = config_lib.SynthesisConfig(stain_scale_jitter=0.3, hematoxylin_shift_max=0.05)
+    data = np.random.default_rng(7)
+    planes = data.integers(0, 256, (3, 20, 30), dtype=np.uint8)
+    stain = data.integers(0, 256, (2, 20, 30), dtype=np.uint8)
+    stain_scale, means = np.float32([0.004, 0.003]), np.float32([200.0, 150.0, 190.0])
+    out = textures.background(np.random.default_rng(11), planes, stain, stain_scale, means,
+                              config)
+    draws = np.random.default_rng(11)
+    a, c = (draws.random(2) * 2 - 1) * 0.3
+    b = draws.random() * 0.05
+    scale, offset = textures.jitter_params(draws, config.color_jitter, means)
+    k = np.log(1e-6) * color.rgb_from_hed[:2]
+    for channel in range(3):
+        gain = np.exp(k[0, channel] * (a * stain_scale[0] * stain[0].astype(float) + b)
+                      + k[1, channel] * c * stain_scale[1] * stain[1].astype(float))
+        expected = planes[channel] * gain * scale[channel] + offset[channel]
+        np.testing.assert_allclose(out[channel], expected, rtol=2e-6, atol=2e-4)

@@ -189,3 +189,16 @@ def test_ome_subifd_pyramid_is_read_with_its_levels_and_scale(tmp_path, texture)
         np.testing.assert_array_equal(slide.read_level0(10, 20, 300, 200),
                                       texture[20:220, 10:310])
         assert slide.best_level(4.0) == 2
+
+
+def test_aperio_svs_is_read_by_tifffile_exactly_as_openslide_reads_it(sample_slide):
+    """The real Aperio JPEG SVS: `auto` picks tifffile, and its pixels and MPP match OpenSlide's."""
+    with reader.open_slide(sample_slide) as fast, \
+            reader.open_slide(sample_slide, backend="openslide") as reference:
+        assert fast.backend == "tifffile" and reference.backend == "openslide"
+        assert fast.mpp == reference.mpp == pytest.approx(0.499)
+        assert fast.dimensions == reference.dimensions
+        for box in [(0, 0, *fast.dimensions), (37, 911, 700, 333)]:
+            for downsample in (1.0, 0.5, 2.5):
+                np.testing.assert_array_equal(fast.read(*box, downsample),
+                                              reference.read(*box, downsample))
