@@ -96,21 +96,18 @@ def background(rng, planes: np.ndarray, stain: np.ndarray, stain_scale: np.ndarr
     h_gain, e_gain = (rng.random(2) * 2.0 - 1.0) * jitter
     h_shift = rng.random() * config.hematoxylin_shift_max
     scale, offset = jitter_params(rng, config.color_jitter, means)
-    # The gain factorises into a function of H times one of E, and H and E are uint8: two
-    # 256-entry tables per channel replace a per-pixel exp (≈ 2× faster here).
-    levels = np.arange(256, dtype=np.float64)
-    h_tables = np.exp(np.outer(_STAIN_TO_LOG_RGB[0], h_gain * stain_scale[0] * levels + h_shift)
-                      + np.log(scale)[:, None]).astype(np.float32)
-    e_tables = np.exp(np.outer(_STAIN_TO_LOG_RGB[1], e_gain * stain_scale[1] * levels)
-                      ).astype(np.float32)
     # float32 copies first: OpenCV's mixed uint8/float32 arithmetic is ~3× slower.
     out = planes.astype(np.float32)
-    hematoxylin, eosin = stain
+    hematoxylin, eosin = stain.astype(np.float32)
     for channel in range(3):
-        gain = cv2.LUT(hematoxylin, h_tables[channel])
-        cv2.multiply(gain, cv2.LUT(eosin, e_tables[channel]), dst=gain)
+        k_h, k_e = _STAIN_TO_LOG_RGB[0, channel], _STAIN_TO_LOG_RGB[1, channel]
+        # exponent = k_H·a·H + k_E·c·E + k_H·b + log(s): one fused pass.
+        exponent = cv2.addWeighted(hematoxylin, k_h * h_gain * stain_scale[0], eosin,
+                                   k_e * e_gain * stain_scale[1],
+                                   k_h * h_shift + math.log(scale[channel]))
+        cv2.exp(exponent, exponent)
         plane = out[channel]
-        cv2.multiply(plane, gain, dst=plane)
+        plane *= exponent
         plane += np.float32(offset[channel])
     return out
 
