@@ -19,7 +19,8 @@ the median per-iteration time over the rest and over the rounds is reported.
 profiler (`models/flops.py`), a trained network ≈ 3× forward, a network only
 differentiated to its input ≈ 2×, with the counts of what `iterate` runs (see
 `joint_gflop`). `mfu` = model GFLOP/s ÷ matmul GFLOP/s of the same precision, measured in
-the same rounds (2048² matmuls). Last stdout line: one JSON object.
+the same rounds (2048² matmuls). `profile`: each network's forward pass and training step
+alone, in GFLOP/s and as a fraction of that matmul rate. Last stdout line: one JSON object.
 """
 
 import json
@@ -79,6 +80,54 @@ def joint_gflop(config) -> dict:
     total = gan.k_g * refiner_step + push + gan.k_d * d_step + gan.k_task * task_step
     return {"refiner_forward_gflop": g, "discriminator_forward_gflop": d,
             "task_forward_gflop": t, "joint_iteration_gflop": total}
+
+
+def network_profile(tf, config, flop: dict, matmul_rate: float, repeats: int = 5) -> dict:
+    """Where a joint iteration's time goes: per network, ms and GFLOP/s of a forward pass and
+    of a standalone training step (Adam on a mean-square loss; ≈ 3× the forward FLOPs) at the
+    preset's batch and patch size, and each rate ÷ the same-run matmul rate."""
+    import keras
+    from simgan_histo.models import discriminator, refiner, unet
+    size, batch = config.synthesis.patch_size, config.gan.batch_size
+    image = tf.random.uniform((batch, size, size, 3), -1.0, 1.0)
+    nets = {"refiner": (refiner.build_refiner(config.refiner), [image, image]),
+            "discriminator": (discriminator.build_discriminator(config.discriminator),
+                              [image, image]),
+            "task_net": (unet.build_unet(config.task), image)}
+    profile = {}
+    for name, (model, inputs) in nets.items():
+        gflop = batch * flop[f"{name.split('_')[0]}_forward_gflop"]
+        optimizer = keras.optimizers.Adam(1e-4)
+
+        def loss_of(outputs):
+            outputs = outputs["logits"] if isinstance(outputs, dict) else outputs
+            return tf.reduce_mean(tf.square(tf.cast(outputs, tf.float32)))
+
+        @tf.function
+        def train(model=model, inputs=inputs, optimizer=optimizer):
+            with tf.GradientTape() as tape:
+                loss = loss_of(model(inputs, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        @tf.function
+        def forward(model=model, inputs=inputs):
+            return loss_of(model(inputs, training=False))
+
+        row = {}
+        for label, function, factor in (("forward", forward, 1.0), ("train", train, 3.0)):
+            function().numpy()  # trace
+            tick = time.perf_counter()
+            for _ in range(repeats):
+                function().numpy()
+            seconds = (time.perf_counter() - tick) / repeats
+            rate = factor * gflop / seconds
+            row.update({f"{label}_ms": round(1000 * seconds, 1),
+                        f"{label}_gflops_per_s": round(rate, 1),
+                        f"{label}_vs_matmul": round(rate / matmul_rate, 3)})
+        profile[name] = row
+    return profile
 
 
 class CachedInputs:
@@ -195,6 +244,11 @@ def main(argv):
             "mfu_cached": flop["joint_iteration_gflop"] / step["cached"] / rate,
             "input_overhead": step["pipeline"] / step["cached"] - 1,
             "input_overhead_no_prefetch": step["no_prefetch"] / step["cached"] - 1}
+        keras.mixed_precision.set_global_policy(precision)
+        report[precision]["profile"] = network_profile(
+            tf, base.replace(runtime={"precision": precision}), flop, rate)
+        keras.mixed_precision.set_global_policy("float32")
+        logging.info("%s per-network profile: %s", precision, report[precision]["profile"])
     if {"float32", "mixed_bfloat16"} <= set(FLAGS.precisions):
         report["bf16_speedup"] = report["float32"]["step_s"] / report["mixed_bfloat16"]["step_s"]
     print(json.dumps(report, sort_keys=True))
