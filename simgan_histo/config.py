@@ -310,6 +310,10 @@ class TaskConfig:
     selection_metric: str = "aji"  # stopping point and thresholds: "aji", "dice_avg" or "loss"
     seg_threshold_grid: Tuple[float, ...] = (0.2, 0.33, 0.45, 0.6, 0.75)  # incl. release 0.33
     det_threshold_grid: Tuple[float, ...] = (0.03, 0.07, 0.15, 0.3, 0.5)  # includes release 0.07
+    # Gaussian σ (px) on the detection map before seeding, chosen with the thresholds. The
+    # release fixed 1.0; wider smoothing merges the several detection peaks a large or
+    # elongated nucleus can raise (the label-free model's main error, BENCHMARKS.md).
+    det_sigma_grid: Tuple[float, ...] = (1.0,)
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
     jit_compile: str = "auto"
@@ -321,6 +325,8 @@ class TaskConfig:
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",
                   "max_validation_patches")
         _fraction(self, "real_batch_fraction")
+        _require(len(self.det_sigma_grid) > 0 and all(v >= 0 for v in self.det_sigma_grid),
+                 "TaskConfig.det_sigma_grid", self.det_sigma_grid, "a non-empty tuple of σ >= 0")
         for name in ("seg_threshold_grid", "det_threshold_grid"):
             grid = getattr(self, name)
             _require(len(grid) > 0 and all(0.0 <= t <= 1.0 for t in grid),
@@ -529,7 +535,8 @@ def cpu_small() -> Config:
             summary_every=50, checkpoint_every=100),
         # U-Net 16-32-64-128: 88.4 kFLOP/px forward (≈ 3× per trained pixel), 0.57 M params.
         task=TaskConfig(filters=(16, 32, 64, 128), convs_per_level=(2, 2, 2, 2), crop_size=128,
-                        batch_size=8, learning_rate=1e-3, train_steps=4000),
+                        batch_size=8, learning_rate=1e-3, train_steps=4000,
+                        det_sigma_grid=(1.0, 2.0, 3.0)),
     )
 
 

@@ -61,10 +61,13 @@ class TaskTrainer:
         self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step")
         self.best_thresholds = tf.Variable([self.task.seg_threshold, self.task.det_threshold],
                                            dtype=tf.float64, name="best_thresholds")
+        # Its own variable: checkpoints written before σ was selected still restore.
+        self.best_det_sigma = tf.Variable(self.task.det_sigma, dtype=tf.float64,
+                                          name="best_det_sigma")
         self.checkpoint = tf.train.Checkpoint(
             step=self.step, task_net=self.model, task_optimizer=self.optimizer,
             best_score=self.best_score, best_step=self.best_step,
-            best_thresholds=self.best_thresholds)
+            best_thresholds=self.best_thresholds, best_det_sigma=self.best_det_sigma)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.workdir / "checkpoints",
                                                   max_to_keep=2)
         self.best_checkpoint = tf.train.Checkpoint(task_net=self.model)
@@ -115,13 +118,15 @@ class TaskTrainer:
             self.best_step.assign(step)
             self.best_thresholds.assign([result["thresholds"]["seg_threshold"],
                                          result["thresholds"]["det_threshold"]])
+            self.best_det_sigma.assign(result["thresholds"]["det_sigma"])
             self.best_manager.save(checkpoint_number=step)
         record = {"step": step, "loss": result["loss"], "score": result["score"],
                   **result["thresholds"], **{k: result["scores"][k] for k in
                                              ("aji", "dice1", "dice2", "dice_avg", "pq")}}
         _append_jsonl(self.workdir / "validation.jsonl", record)
         with self.writer.as_default(step=step):
-            for key in ("loss", "score", "aji", "dice_avg", "seg_threshold", "det_threshold"):
+            for key in ("loss", "score", "aji", "dice_avg", "seg_threshold", "det_threshold",
+                        "det_sigma"):
                 tf.summary.scalar(f"validation/{key}", record[key])
         logging.info("step %d validation %s: %s", step, self.validation.name,
                      {k: round(v, 4) for k, v in record.items() if k != "step"})
@@ -170,7 +175,8 @@ class TaskTrainer:
         seg, det = (float(v) for v in self.best_thresholds.numpy())
         return {"validation": self.validation.name, "step": int(self.best_step),
                 "metric": self.task.selection_metric, "score": float(self.best_score),
-                "thresholds": {"seg_threshold": seg, "det_threshold": det}}
+                "thresholds": {"seg_threshold": seg, "det_threshold": det,
+                               "det_sigma": float(self.best_det_sigma.numpy())}}
 
 
 def _patch_file_mpp(patches, default: float) -> float:

@@ -3,8 +3,8 @@
 By default the held-out set is SYNTHETIC (patches of whole tissue tiles kept out of
 training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, and its name
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
-held-out images, the marker watershed runs for every (seg, det) threshold pair of the
-config's grids, and the best pair's mean metric is that evaluation's score. The evaluation
+held-out images, the marker watershed runs for every (seg, det, det σ) combination of the
+config's grids, and the best one's mean metric is that evaluation's score. The evaluation
 with the best score is the stopping point; its thresholds are exported.
 """
 
@@ -84,18 +84,19 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
 
 
 def grid_search(maps, validation: ValidationSet, config) -> dict:
-    """Mean metrics of the watershed for every (seg, det) threshold pair; the best pair.
+    """Mean metrics of the watershed for every (seg, det, det σ) combination; the best one.
 
     Returns:
-      {"thresholds": {seg_threshold, det_threshold}, "scores": mean metrics of the best pair,
-       "grid": [[seg, det, aji, dice_avg], ...]}; "best" is by `config.selection_metric`
-       (AJI when the selection metric is the loss).
+      {"thresholds": {seg_threshold, det_threshold, det_sigma}, "scores": mean metrics of the
+       best, "grid": [[seg, det, σ, aji, dice_avg], ...]}; "best" is by
+       `config.selection_metric` (AJI when the selection metric is the loss).
     """
     key = "aji" if config.selection_metric == "loss" else config.selection_metric
     base = watershed.Thresholds.from_task_config(config)
     best, grid = None, []
-    for seg, det in itertools.product(config.seg_threshold_grid, config.det_threshold_grid):
-        thresholds = base.replace(seg_threshold=seg, det_threshold=det)
+    for seg, det, sigma in itertools.product(config.seg_threshold_grid,
+                                             config.det_threshold_grid, config.det_sigma_grid):
+        thresholds = base.replace(seg_threshold=seg, det_threshold=det, det_sigma=sigma)
         per_image = {}
         for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
             predicted = watershed.instances_from_maps(
@@ -103,9 +104,10 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
             per_image[str(index)] = metrics.image_metrics(truth.astype(np.int64),
                                                           predicted.astype(np.int64))
         mean = metrics.summarize(per_image)["mean"]
-        grid.append([seg, det, mean["aji"], mean["dice_avg"]])
+        grid.append([seg, det, sigma, mean["aji"], mean["dice_avg"]])
         if best is None or mean[key] > best["scores"][key]:
-            best = {"thresholds": {"seg_threshold": seg, "det_threshold": det}, "scores": mean}
+            best = {"thresholds": {"seg_threshold": seg, "det_threshold": det,
+                                   "det_sigma": sigma}, "scores": mean}
     best["grid"] = grid
     return best
 

@@ -201,3 +201,25 @@ def test_mixed_bfloat16_training_uses_xla_and_float32_losses(tmp_path, patches):
     curve = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
     assert len(curve) == 3 and all(np.isfinite(r["task/loss"]) for r in curve)
     assert trainer.model.get_layer("task_net_enc_0_conv_0").compute_dtype == "bfloat16"
+
+
+def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
+    """One elongated nucleus whose detection map has two peaks 8 px apart: σ = 1 seeds it
+    twice (a split), σ = 3 merges the peaks into one seed; the grid must choose σ = 3."""
+    from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
+    truth = np.zeros((64, 64), np.uint16)
+    cv2.ellipse(truth, (32, 32), (14, 7), 0, 0, 360, 1, -1)
+    segmentation = (truth > 0).astype(np.float32)
+    detection = np.zeros((64, 64), np.float32)
+    detection[32, 28] = detection[32, 36] = 1.0
+    detection = cv2.GaussianBlur(detection, (0, 0), 1.0)
+    detection /= detection.max()
+    task = _config(seg_threshold_grid=(0.5,), det_threshold_grid=(0.07,),
+                   det_sigma_grid=(1.0, 3.0)).task
+    validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
+    result = task_validation.grid_search(
+        [{"segmentation": segmentation, "detection": detection}], validation, task)
+    by_sigma = {row[2]: row[3] for row in result["grid"]}
+    assert result["thresholds"] == {"seg_threshold": 0.5, "det_threshold": 0.07,
+                                    "det_sigma": 3.0}
+    assert by_sigma[3.0] == pytest.approx(1.0) and by_sigma[1.0] < 0.7
