@@ -25,7 +25,6 @@ an estimate, not a measurement of the trainer. Last stdout line: one JSON object
 import json
 import statistics
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -34,6 +33,7 @@ sys.path.insert(0, ".")  # run from the checkout: `python benchmarks/model_flops
 
 from simgan_histo import config as config_lib  # noqa: E402
 from simgan_histo import tf_setup  # noqa: E402
+import same_run  # noqa: E402  (benchmarks/ is first on the path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", list(config_lib.PRESETS), "Presets to count.")
@@ -42,20 +42,6 @@ flags.DEFINE_integer("rounds", 5, "Rounds of the matmul reference (median report
 BUDGET_TFLOP = 0.3  # DESIGN §4: cpu_small, demo, tiny
 BUDGET_PRESETS = ("cpu_small", "demo", "tiny")
 
-
-def matmul_gflops(tf, rounds: int, n: int = 2048) -> float:
-    """Median fp32 matmul rate of this machine, GFLOP/s."""
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    tf.linalg.matmul(a, b).numpy()
-    rates = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(4):
-            result = tf.linalg.matmul(a, b)
-        result.numpy()
-        rates.append(4 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
-    return statistics.median(rates)
 
 
 def network_flops(config) -> dict:
@@ -99,7 +85,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     tf = tf_setup.import_tensorflow()
     tf.get_logger().setLevel("ERROR")
-    rate = matmul_gflops(tf, FLAGS.rounds)
+    rate = statistics.median(same_run.tf_matmul_gflops(tf) for _ in range(FLAGS.rounds))
     results = {}
     for name in FLAGS.presets:
         config = config_lib.get_preset(name)

@@ -32,6 +32,7 @@ sys.path.insert(0, ".")  # run from the checkout
 
 from simgan_histo.evaluation import metrics  # noqa: E402
 from simgan_histo.postprocess import morphometry, polygons, watershed  # noqa: E402
+import same_run  # noqa: E402  (benchmarks/ is first on the path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", "../shared/datasets/monuseg2018/test", "images/ and labels/.")
@@ -54,14 +55,6 @@ def stand_in_maps(labels: np.ndarray, seed: int = 0):
              for m in (seg, det)]
     return noisy[0], noisy[1]
 
-
-def matmul_gflops(size: int = 1024) -> float:
-    a = np.random.default_rng(0).random((size, size), np.float32)
-    a @ a  # warm-up
-    start = time.perf_counter()
-    for _ in range(5):
-        a @ a
-    return 5 * 2 * size ** 3 / (time.perf_counter() - start) / 1e9
 
 
 def timed(function, *args, **kwargs):
@@ -98,7 +91,7 @@ def main(argv):
     megapixels = truth.size / 1e6
     stages, references = {}, []
     for _ in range(FLAGS.rounds):
-        references.append(matmul_gflops())
+        references.append(same_run.numpy_matmul_gflops(1024, repeats=5))
         labels, times = one_round(rgb, seg, det, thresholds)
         for stage, (wall, cpu) in times.items():
             stages.setdefault(stage, []).append((wall, cpu))

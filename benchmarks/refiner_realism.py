@@ -30,6 +30,7 @@ sys.path.insert(0, ".")  # run from the checkout
 
 from simgan_histo import config as config_lib  # noqa: E402
 from simgan_histo import tf_setup  # noqa: E402
+import same_run  # noqa: E402  (benchmarks/ is first on the path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run folder (trained here unless --evaluate_only).")
@@ -59,18 +60,6 @@ def refine_with_export(export_root: pathlib.Path, images, references, batch: int
     return np.concatenate(out), str(version)
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 4) -> float:
-    """fp32 matmul rate now (how loaded the machine is; ≈ 213 GFLOP/s idle, DESIGN §4)."""
-    import time
-    tf = tf_setup.import_tensorflow()
-    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
-    tf.linalg.matmul(a, b).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        result = tf.linalg.matmul(a, b)
-    result.numpy()
-    return repeats * 2 * n ** 3 / (time.perf_counter() - start) / 1e9
-
 
 def write_preview(path: pathlib.Path, initial, refined, real, rows: int = 6) -> None:
     import cv2
@@ -91,10 +80,10 @@ def main(argv):
     workdir = pathlib.Path(FLAGS.workdir)
     source = synthesis.TissueSource.from_paths(FLAGS.tissue, config.synthesis, mpp=FLAGS.mpp,
                                                max_tiles=FLAGS.max_tiles)
-    rates = [matmul_gflops()]
+    rates = [same_run.tf_matmul_gflops(tf_setup.import_tensorflow())]
     if not FLAGS.evaluate_only:
         refiner_run.train_refiner(config, workdir, source, max_seconds=60 * FLAGS.minutes)
-        rates.append(matmul_gflops())
+        rates.append(same_run.tf_matmul_gflops(tf_setup.import_tensorflow()))
     training = json.loads((workdir / "refiner_summary.json").read_text())
     seed = config.runtime.seed + HELD_OUT_SEED_OFFSET
     triples = synthesis.make_batch(source, seed, range(FLAGS.triples))

@@ -48,6 +48,7 @@ from simgan_histo.synthesis import generator  # noqa: E402
 from simgan_histo.synthesis import realism  # noqa: E402
 from simgan_histo.synthesis import source as source_lib  # noqa: E402
 from simgan_histo.synthesis import tissue as tissue_lib  # noqa: E402
+import same_run  # noqa: E402  (benchmarks/ is first on the path)
 
 MONUSEG_TRAIN = pathlib.Path("../shared/datasets/monuseg2018/train/images")
 FLAGS = flags.FLAGS
@@ -64,15 +65,6 @@ flags.DEFINE_integer("realism_patches", 500, "Patches for the realism checks.")
 flags.DEFINE_bool("inpaint_survey", True, "Also report the inpainted share (super-segmentation "
                   "only, no Telea) of every image in the tissue folder.")
 
-
-def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
-    """Single-thread fp32 numpy matmul rate (the same-run machine reference)."""
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ a
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def naive_patch(rng, tile, mask: np.ndarray, config) -> np.ndarray:
@@ -149,7 +141,7 @@ def main(argv):
             naive_patch(rng, source.tiles[k % source.num_tiles], masks[k][:canvas, :canvas],
                         config)
         naive_s.append((time.perf_counter() - start) / FLAGS.naive_patches)
-        references.append(matmul_gflops())
+        references.append(same_run.numpy_matmul_gflops(1024, repeats=5))
         print(f"round {round_index}: {rates[-1]:.0f} patches/s, naive "
               f"{1 / naive_s[-1]:.1f} patches/s, matmul {references[-1]:.0f} GFLOP/s",
               flush=True)

@@ -39,6 +39,7 @@ sys.path.insert(0, ".")  # run from the checkout
 
 from simgan_histo import config as config_lib  # noqa: E402
 from simgan_histo import tf_setup  # noqa: E402
+import same_run  # noqa: E402  (benchmarks/ is first on the path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "cpu_small", "Preset whose joint iteration is timed.")
@@ -51,16 +52,6 @@ flags.DEFINE_integer("max_tiles", 4, "Tissue tiles to prepare.")
 
 MODES = ("pipeline", "no_prefetch", "cached")
 
-
-def matmul_gflops(tf, dtype, n: int = 2048, repeats: int = 4) -> float:
-    a = tf.cast(tf.random.normal((n, n)), dtype)
-    b = tf.cast(tf.random.normal((n, n)), dtype)
-    tf.linalg.matmul(a, b).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        result = tf.linalg.matmul(a, b)
-    result.numpy()
-    return repeats * 2 * n ** 3 / (time.perf_counter() - start) / 1e9
 
 
 def joint_gflop(config) -> dict:
@@ -217,7 +208,7 @@ def main(argv):
     for round_ in range(FLAGS.rounds):
         for precision, (loop, first, cached) in loops.items():
             dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
-            matmul[precision].append(matmul_gflops(tf, dtype))
+            matmul[precision].append(same_run.tf_matmul_gflops(tf, dtype=dtype))
             for mode in MODES:
                 times[precision, mode].append(statistics.median(
                     time_mode(loop, mode, source, first, FLAGS.iterations, cached)))

@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 
-import cv2
 import numpy as np
 from absl import app
 from absl import flags
@@ -25,6 +24,7 @@ from absl import flags
 sys.path.insert(0, ".")  # run from the checkout
 
 from simgan_histo.wsi import pyramid, reader  # noqa: E402
+import same_run  # noqa: E402  (benchmarks/ is first on the path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("side", 8192, "Pyramid side, px.")
@@ -36,28 +36,6 @@ OUTPUT_PX = 2048
 DOWNSAMPLES = (1.0, 0.5, 2.0)
 
 
-def matmul_gflops(n: int = 1024) -> float:
-    a = np.random.default_rng(0).random((n, n), np.float32)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(4):
-        a @ a
-    return 4 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9
-
-
-def tiled_he(side: int) -> np.ndarray:
-    """MoNuSeg train images repeated (with flips) to side² px."""
-    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-              for p in sorted(pathlib.Path(FLAGS.images).glob("*.png"))]
-    tile = images[0].shape[0]
-    rgb = np.empty((side, side, 3), np.uint8)
-    index = 0
-    for y in range(0, side, tile):
-        for x in range(0, side, tile):
-            image = images[index % len(images)][:, ::(-1) ** (index // len(images))]
-            rgb[y:y + tile, x:x + tile] = image[:side - y, :side - x]
-            index += 1
-    return rgb
 
 
 def read_rate(slide, downsample: float, boxes) -> float:
@@ -72,14 +50,15 @@ def read_rate(slide, downsample: float, boxes) -> float:
 def main(argv):
     del argv
     work = pathlib.Path(tempfile.mkdtemp(prefix="wsi_read_"))
-    path = pyramid.write_pyramid(work / "he.svs", tiled_he(FLAGS.side), 0.25, quality=90)
+    path = pyramid.write_pyramid(work / "he.svs", same_run.tiled_he(FLAGS.images, FLAGS.side),
+                                 0.25, quality=90)
     rng = np.random.default_rng(0)
     rates = {(b, d): [] for b in ("tifffile", "openslide") for d in DOWNSAMPLES}
     references = []
     with reader.open_slide(path, backend="tifffile") as fast, \
             reader.open_slide(path, backend="openslide") as standard:
         for _ in range(FLAGS.rounds):
-            references.append(matmul_gflops())
+            references.append(same_run.numpy_matmul_gflops(1024))
             for downsample in DOWNSAMPLES:
                 limit = FLAGS.side - OUTPUT_PX * downsample
                 boxes = rng.uniform(0, limit, size=(FLAGS.reads, 2)).round()

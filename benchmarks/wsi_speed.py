@@ -40,11 +40,11 @@ import subprocess
 import sys
 import time
 
-import cv2
 import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
+import same_run  # noqa: E402  (benchmarks/ is first on the path)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,29 +66,6 @@ MPP = 0.25
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
-def matmul_gflops(n: int = 2048) -> float:
-    a = np.random.default_rng(0).random((n, n), np.float32)
-    a @ a
-    start = time.perf_counter()
-    a @ a
-    return 2 * n ** 3 / (time.perf_counter() - start) / 1e9
-
-
-def tiled_he(images_dir: str, side: int) -> np.ndarray:
-    """The MoNuSeg train images repeated edge to edge (flipped on each pass) to side² px."""
-    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-              for p in sorted(pathlib.Path(images_dir).glob("*.png"))]
-    if not images:
-        raise FileNotFoundError(f"{images_dir}: no PNG images")
-    rgb = np.empty((side, side, 3), np.uint8)
-    index, tile = 0, images[0].shape[0]
-    for y in range(0, side, tile):
-        for x in range(0, side, tile):
-            image = images[index % len(images)]
-            image = image[:, ::-1] if (index // len(images)) % 2 else image
-            rgb[y:y + tile, x:x + tile] = image[:side - y, :side - x]
-            index += 1
-    return rgb
 
 
 def cached_pyramid(cache: pathlib.Path, side: int) -> pathlib.Path:
@@ -97,7 +74,8 @@ def cached_pyramid(cache: pathlib.Path, side: int) -> pathlib.Path:
     path = cache / f"monuseg_train_{side}.svs"
     if not path.exists():
         logging.info("writing %s", path)
-        pyramid.write_pyramid(path, tiled_he(FLAGS.images, side), MPP, quality=90, app_mag=40)
+        pyramid.write_pyramid(path, same_run.tiled_he(FLAGS.images, side), MPP, quality=90,
+                              app_mag=40)
     return path
 
 
@@ -272,7 +250,7 @@ def main(argv):
     prepared, _ = spawn({"mode": "prepare", "model": FLAGS.model, "cache": str(cache),
                          "bf16": any(short == "bf16" for _, short in plan)},
                         work / "prepare.json")
-    references = [matmul_gflops() for _ in range(5)]
+    references = [same_run.numpy_matmul_gflops(2048, repeats=1) for _ in range(5)]
     runs = {}
     for slide, short in plan:
         name = "sample" if slide == "sample" else f"he_{slide}"
@@ -283,7 +261,7 @@ def main(argv):
         child, peak_rss_mb = spawn(spec, work / f"run_{name}_{short}.json")
         runs[f"{name}/{short}"] = dict(_figures(child), peak_rss_mb=round(peak_rss_mb, 1))
         logging.info("%s/%s: %s", name, short, json.dumps(runs[f"{name}/{short}"]))
-        references.extend(matmul_gflops() for _ in range(5))
+        references.extend(same_run.numpy_matmul_gflops(2048, repeats=1) for _ in range(5))
         load.append(os.getloadavg()[0])
     result = {"benchmark": "wsi_speed", "model": FLAGS.model,
               "model_flop_per_px": round(prepared["flop_per_px"]),
