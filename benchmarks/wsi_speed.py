@@ -21,9 +21,9 @@ MP of every non-model stage: read, stain (Reinhard on the tiles + the slide's st
 tissue (mask + QC thumbnail), watershed, nuclei (ownership, outlines, measurements), shards
 (per-batch shard files written and read back), writers (GeoJSON, CSVs), qc (QC images),
 other (the rest of the process's CPU time outside the model). They come from the run
-report's StageTimer, split further by timing wrappers installed in the child (Reinhard, table build included, inside
-read_and_stain, the watershed inside postprocess, the QC writer and shard writes inside
-write). Same-run reference: numpy fp32 2048² matmul GFLOP/s, sampled 5× before the runs and
+report's StageTimer, split further by timing wrappers installed in the child (Reinhard,
+its per-slide table build included, inside read_and_stain, the watershed inside
+postprocess, the QC writer and shard writes inside write). Same-run reference: numpy fp32 2048² matmul GFLOP/s, sampled 5× before the runs and
 after each (median); the 1-minute load average at the start and after each run.
 One run per (slide, precision): the 16k² slide alone takes ≈ 6 min on the idle machine, the
 default set ≈ 12 min (the first run also writes the pyramids, ≈ 1 min). Last stdout line: one
