@@ -1,6 +1,6 @@
 """Whole-slide throughput: end to end vs model only, cost of every other stage, peak RSS.
 
-Usage: nice -n 10 python benchmarks/wsi_speed.py [--model=<export>] [--workdir=/tmp/wsi_speed]
+Usage: python benchmarks/wsi_speed.py --model=<export> [--workdir=/tmp/wsi_speed]
     [--runs=8192/fp32,16384/fp32,sample/fp32,sample/bf16]
 
 Slides: Aperio-style JPEG-Q90 pyramids (`.svs`, OpenSlide-readable, `wsi.pyramid`) of the 30
@@ -50,7 +50,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "/work/runs/supervised_fp32/export", "Exported cpu_small model.")
+flags.DEFINE_string("model", None, "Exported cpu_small model (e.g. a reproduction's export/).")
 flags.DEFINE_string("workdir", "/tmp/wsi_speed", "Pyramid cache, bf16 export and outputs.")
 flags.DEFINE_string("images", str(ROOT.parent / "shared/datasets/monuseg2018/train/images"),
                     "Real H&E tiles for the pyramids.")
@@ -237,6 +237,9 @@ def main(argv):
         return
     from simgan_histo import sample_data  # pylint: disable=import-outside-toplevel
 
+    if not FLAGS.model:
+        raise app.UsageError("--model=<export folder> is required, e.g. the export/ of "
+                             "benchmarks/labelfree_reproduction.py (BENCHMARKS.md)")
     work = pathlib.Path(FLAGS.workdir)
     cache = work / "cache"
     cache.mkdir(parents=True, exist_ok=True)
