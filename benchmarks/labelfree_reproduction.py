@@ -37,8 +37,9 @@ ABLATION = flags.DEFINE_enum(
 FLAGS = flags.FLAGS
 
 # Seconds per iteration of each GAN phase, and per task-net step, with cpu_small's networks
-# on this idle 2-core CPU (demo runs; BENCHMARKS.md "GAN training"). Other presets scale by
-# their joint-iteration FLOPs (BENCHMARKS.md "Model FLOPs per preset").
+# on this idle 2-core CPU (demo runs; BENCHMARKS.md "GAN training"). paper_2017 and
+# release_2019 scale by their joint-iteration FLOPs (BENCHMARKS.md "Model FLOPs per preset");
+# tiny is bound by per-step overhead, not FLOPs, so its factor is a rough guess.
 PHASE_SECONDS = {"refiner_warmup_steps": 0.73, "discriminator_warmup_steps": 0.62,
                  "adversarial_steps": 4.1, "task_warmup_steps": 1.95, "joint_steps": 5.4,
                  "task_final_steps": 1.95}
@@ -70,9 +71,6 @@ def scaled_config(config, budget_min):
               for phase in PHASE_SECONDS if phase != "task_final_steps"}
     return config.replace(gan=phases,
                           task={"train_steps": max(2, round(config.task.train_steps * scale))})
-
-
-MPP = 0.25  # MoNuSeg: 40×
 
 
 def protocol_files(data: pathlib.Path, protocol: str):

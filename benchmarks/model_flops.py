@@ -43,7 +43,6 @@ BUDGET_TFLOP = 0.3  # DESIGN §4: cpu_small, demo, tiny
 BUDGET_PRESETS = ("cpu_small", "demo", "tiny")
 
 
-
 def network_flops(config) -> dict:
     """Forward GFLOP per sample of G, D and T at the preset's patch size, and parameters."""
     from simgan_histo.models import discriminator, flops, refiner, task_net

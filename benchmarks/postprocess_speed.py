@@ -56,7 +56,6 @@ def stand_in_maps(labels: np.ndarray, seed: int = 0):
     return noisy[0], noisy[1]
 
 
-
 def timed(function, *args, **kwargs):
     wall, cpu = time.perf_counter(), time.process_time()
     result = function(*args, **kwargs)

@@ -60,7 +60,6 @@ def refine_with_export(export_root: pathlib.Path, images, references, batch: int
     return np.concatenate(out), str(version)
 
 
-
 def write_preview(path: pathlib.Path, initial, refined, real, rows: int = 6) -> None:
     import cv2
     grid = np.concatenate([np.concatenate([initial[i], refined[i], real[i]], axis=1)

@@ -66,7 +66,6 @@ flags.DEFINE_bool("inpaint_survey", True, "Also report the inpainted share (supe
                   "only, no Telea) of every image in the tissue folder.")
 
 
-
 def naive_patch(rng, tile, mask: np.ndarray, config) -> np.ndarray:
     """The release's per-patch work: Otsu + Telea on the crop, then the composite."""
     size = mask.shape[0]

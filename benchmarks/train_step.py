@@ -53,7 +53,6 @@ flags.DEFINE_integer("max_tiles", 4, "Tissue tiles to prepare.")
 MODES = ("pipeline", "no_prefetch", "cached")
 
 
-
 def joint_gflop(config) -> dict:
     """GFLOP of one joint iteration as `TrainingLoop.iterate` runs it (module docstring)."""
     from simgan_histo.models import discriminator, flops, refiner, unet

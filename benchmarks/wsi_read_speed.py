@@ -36,8 +36,6 @@ OUTPUT_PX = 2048
 DOWNSAMPLES = (1.0, 0.5, 2.0)
 
 
-
-
 def read_rate(slide, downsample: float, boxes) -> float:
     """Output MP/s of reading `boxes` (level-0 x, y) at `downsample`."""
     side = OUTPUT_PX * downsample

@@ -23,8 +23,9 @@ tissue (mask + QC thumbnail), watershed, nuclei (ownership, outlines, measuremen
 other (the rest of the process's CPU time outside the model). They come from the run
 report's StageTimer, split further by timing wrappers installed in the child (Reinhard,
 its per-slide table build included, inside read_and_stain, the watershed inside
-postprocess, the QC writer and shard writes inside write). Same-run reference: numpy fp32 2048² matmul GFLOP/s, sampled 5× before the runs and
-after each (median); the 1-minute load average at the start and after each run.
+postprocess, the QC writer and shard writes inside write). Same-run reference: numpy fp32
+2048² matmul GFLOP/s, sampled 5× before the runs and after each (median); the 1-minute load
+average at the start and after each run.
 One run per (slide, precision): the 16k² slide alone takes ≈ 6 min on the idle machine, the
 default set ≈ 12 min (the first run also writes the pyramids, ≈ 1 min). Last stdout line: one
 JSON object.
@@ -64,8 +65,6 @@ flags.DEFINE_string("child_result", None, "Internal: the child's result file.")
 
 MPP = 0.25
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
-
-
 
 
 def cached_pyramid(cache: pathlib.Path, side: int) -> pathlib.Path:

@@ -56,13 +56,13 @@ TABLE_MIN_PIXELS = 1 << 21  # below this, building a table (≈ 1.3 s) costs mor
 
 @functools.lru_cache(maxsize=2)
 def _reinhard_table(source: tuple, target: tuple) -> np.ndarray:
-    as_stats = lambda pair: tuple(np.asarray(v, np.float64) for v in pair)  # noqa: E731
+    source = tuple(np.asarray(v, np.float64) for v in source)  # back from the hashable key
+    target = tuple(np.asarray(v, np.float64) for v in target)
     table = np.empty((_COLOURS, 3), np.uint8)
     for start in range(0, _COLOURS, _TABLE_CHUNK):
         index = np.arange(start, start + _TABLE_CHUNK, dtype=np.uint32)
         colours = np.stack([index >> 16, (index >> 8) & 255, index & 255], -1).astype(np.uint8)
-        table[start:start + _TABLE_CHUNK] = reinhard(
-            colours[None], as_stats(source), as_stats(target))[0]
+        table[start:start + _TABLE_CHUNK] = reinhard(colours[None], source, target)[0]
     return table
 
 
