@@ -14,6 +14,7 @@ frame (corner − 0.5, one decimal), which its `extract_segmentation_mask` fills
 import collections
 import csv
 import datetime
+import glob
 import json
 import math
 import os
@@ -43,7 +44,14 @@ TCGA_HEADER = ("AreaInPixels", "PhysicalSize", "Polygon")
 
 
 def temporary_path(path: pathlib.Path) -> pathlib.Path:
-    """A sibling name for writing `path` before the atomic rename."""
+    """A sibling name for writing `path` before the atomic rename.
+
+    Temporary files of `path` left by a killed writer (another pid: a Dask worker killed
+    mid-write, whose task was retried here) are removed first. One writer per output file
+    at a time (one task per slide) makes that safe.
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        stale.unlink(missing_ok=True)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
