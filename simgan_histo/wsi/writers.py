@@ -51,7 +51,10 @@ def temporary_path(path: pathlib.Path) -> pathlib.Path:
     at a time (one task per slide) makes that safe.
     """
     for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        stale.unlink(missing_ok=True)
+        if stale.is_dir():  # the TCGA writer's temporary folder
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 

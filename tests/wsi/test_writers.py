@@ -17,5 +17,9 @@ def test_a_rerun_removes_the_temporary_files_a_killed_writer_left(tmp_path):
     assert not stale.exists() and other.exists()
     assert json.loads(target.read_text())["features"] == []
     writers.atomic_write_json(tmp_path / "report.json", {"ok": 1})
+    stale_folder = tmp_path / ".slide_tcga.tmp-999999"  # the TCGA writer's temporary folder
+    (stale_folder / "part").mkdir(parents=True)
+    assert writers.temporary_path(tmp_path / "slide_tcga").name.startswith(".slide_tcga.tmp-")
+    assert not stale_folder.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".slide_nuclei.csv.tmp-999999", "report.json", "slide.geojson"]
