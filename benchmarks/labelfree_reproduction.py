@@ -57,18 +57,26 @@ def estimated_minutes(config) -> float:
 
 
 def scaled_config(config, budget_min):
-    """The preset with every phase scaled by one factor to about `budget_min` minutes.
+    """The preset with its joint phase and task-net steps scaled to about `budget_min` minutes.
 
+    Warm-ups keep their lengths (they bring each network to a sane start, whatever the
+    budget) unless they alone exceed the budget; then every phase shrinks by one factor.
     The GAN's own final task-net phase is dropped: the pipeline trains the exported task
     net from the buffer, and the GAN's task net only serves the hard-example loss.
     """
     config = config.replace(gan={"task_final_steps": 0})
     if budget_min is None:
         return config
-    scale = budget_min / estimated_minutes(config)
-    gan = config.gan
-    phases = {phase: max(1, round(getattr(gan, phase) * scale))
-              for phase in PHASE_SECONDS if phase != "task_final_steps"}
+    warmups = [phase for phase in PHASE_SECONDS if phase not in ("joint_steps", "task_final_steps")]
+    total = estimated_minutes(config)
+    fixed = (COST_VS_CPU_SMALL[config.preset] / 60.0
+             * sum(getattr(config.gan, phase) * PHASE_SECONDS[phase] for phase in warmups))
+    if fixed < budget_min:
+        scale, warm_scale = (budget_min - fixed) / (total - fixed), 1.0
+    else:
+        scale = warm_scale = budget_min / total
+    phases = {phase: max(1, round(getattr(config.gan, phase) * warm_scale)) for phase in warmups}
+    phases["joint_steps"] = max(1, round(config.gan.joint_steps * scale))
     return config.replace(gan=phases,
                           task={"train_steps": max(2, round(config.task.train_steps * scale))})
 

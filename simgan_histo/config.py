@@ -530,8 +530,10 @@ def cpu_small() -> Config:
             lambda_l1=0.01, lambda_l2=0.1,
             batch_size=8, buffer_capacity=10000, refiner_learning_rate=1e-4,
             discriminator_learning_rate=1e-4, task_learning_rate=1e-3, optimizer="adam",
-            refiner_warmup_steps=100, discriminator_warmup_steps=100, adversarial_steps=100,
-            task_warmup_steps=200, joint_steps=2000, task_final_steps=500, k_task=2,
+            # Short warm-ups (≈ 3.3 min) so a 20-minute run spends most of it in the joint
+            # phase; with 100/100/100/200 the warm-ups took 15 of 20 minutes (BENCHMARKS.md).
+            refiner_warmup_steps=21, discriminator_warmup_steps=21, adversarial_steps=21,
+            task_warmup_steps=42, joint_steps=2000, task_final_steps=500, k_task=2,
             summary_every=50, checkpoint_every=100),
         # U-Net 16-32-64-128: 88.4 kFLOP/px forward (≈ 3× per trained pixel), 0.57 M params.
         task=TaskConfig(filters=(16, 32, 64, 128), convs_per_level=(2, 2, 2, 2), crop_size=128,
