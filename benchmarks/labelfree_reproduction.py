@@ -47,6 +47,8 @@ TASK_STEP_SECONDS = 0.65
 COST_VS_CPU_SMALL = {"tiny": 0.05, "cpu_small": 1.0, "demo": 1.0,
                      "paper_2017": 9.45 / 0.274, "release_2019": 27.2 / 0.274}
 MPP = 0.25  # MoNuSeg: 40×
+FIG6_TISSUES, FIG6_PATCHES, FIG6_SEED_OFFSET = 4, 4, 10007  # a stream the trainer never used
+FIG7_PATCHES = 6  # highest- and lowest-weighted patches shown
 
 
 def estimated_minutes(config) -> float:
@@ -119,6 +121,62 @@ def link_folder(folder: pathlib.Path, pairs, index: int) -> pathlib.Path:
     return folder
 
 
+def write_figures(workdir: pathlib.Path, records: dict, config, tissue, organs, result,
+                  images: pathlib.Path, labels: pathlib.Path, predictions: pathlib.Path) -> dict:
+    """PNG figures in `<workdir>/figures`: test overlays of the best and worst organ; with a
+    GAN, the Fig. 6 analog (initial patches refined with references of different tissues)
+    and the Fig. 7 analog (importance weights). Returns what was drawn."""
+    # pylint: disable=import-outside-toplevel
+    import numpy as np
+    from simgan_histo.evaluation import figures, predict_lib
+    folder = workdir / "figures"
+    best, worst, means = figures.organ_extremes(result["per_image"], organs)
+    drawn = {"organ_aji": means, "overlays": []}
+    for label, organ in (("best", best), ("worst", worst)):
+        for name in sorted(n for n in result["per_image"] if organs.get(n) == organ):
+            path = folder / f"overlay_{label}_{organ}_{name}.png"
+            figures.write_png(path, figures.overlay(
+                predict_lib.read_rgb(images / f"{name}.png"),
+                predict_lib.read_labels(labels / f"{name}.png"),
+                predict_lib.read_labels(predictions / f"{name}.png")))
+            drawn["overlays"].append(path.name)
+    if "refiner" not in records:  # the no-GAN ablation has no refiner or discriminator
+        return drawn
+    import tensorflow as tf
+    from simgan_histo import synthesis
+    from simgan_histo.evaluation import realism
+    from simgan_histo.training import export, rescore, task_data
+
+    first_per_organ = {}
+    for path in tissue:
+        first_per_organ.setdefault(organs.get(path.stem, "unknown"), path)
+    source = synthesis.TissueSource.from_paths(list(first_per_organ.values())[:FIG6_TISSUES],
+                                               config.synthesis, mpp=MPP)
+    seed = config.runtime.seed + FIG6_SEED_OFFSET
+    initial = synthesis.make_batch(source, seed, range(FIG6_PATCHES))["image"]
+    references = realism.real_crops(source.tiles, range(source.num_tiles),
+                                    config.synthesis.patch_size, np.random.default_rng([seed, 3]))
+    count, tissues = len(initial), len(references)
+    refine = export.load_serving_function(records["refiner"]["refiner_export"])
+    refined = refine(image=tf.constant(np.repeat(initial, tissues, 0), tf.float32),
+                     reference=tf.constant(np.tile(references, (count, 1, 1, 1)), tf.float32))
+    refined = np.clip(np.rint(refined["refined"].numpy()), 0, 255).astype(np.uint8)
+    figures.refinement_figure(folder / "fig6_refinement.png", initial, references,
+                              refined.reshape((count, tissues) + refined.shape[1:]))
+    patches = task_data.PatchFiles([records["refiner"]["patches"]])
+    weights = rescore.rescore(patches, records["refiner"]["discriminator_export"],
+                              config.gan.importance_ratio, config.gan.importance_clip)
+    top, bottom = figures.extremes(weights, FIG7_PATCHES)
+    shown = np.concatenate([top, bottom])
+    pictures = np.zeros((len(weights),) + initial.shape[1:], np.uint8)
+    pictures[shown] = np.stack(patches.read(shown, ["image"])["image"])
+    drawn["importance"] = figures.importance_figure(
+        folder / "fig7_importance.png", weights, pictures, config.gan.importance_clip,
+        FIG7_PATCHES)
+    drawn["fig6"] = {"patches": count, "tissues": tissues}
+    return drawn
+
+
 def main(argv):
     del argv
     started = time.perf_counter()
@@ -147,10 +205,12 @@ def main(argv):
               for entry in json.loads((data / "manifest.json").read_text())["images"]}
     analysis = errors.group_errors(errors.analyse_folders(predictions, labels, images), organs)
     predict_lib.write_json(workdir / "error_analysis.json", analysis)
+    drawn = write_figures(workdir, records, config, tissue, organs, result, images, labels,
+                          predictions)
     line = {"protocol": PROTOCOL.value, "ablation": ABLATION.value, "seed": config.runtime.seed,
             "preset": config.preset, "budget_min": BUDGET_MIN.value, "mean": result["mean"],
             "pooled": result["pooled"], "n_images": result["n_images"],
-            "errors": analysis["all"],
+            "errors": analysis["all"], "figures": drawn,
             "export": records["task"]["export"], "selection": records["task"]["selection"],
             "commit": export.git_commit(), "config_hash": config.hash(),
             "wall_s": round(time.perf_counter() - started, 1),

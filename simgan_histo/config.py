@@ -314,6 +314,8 @@ class TaskConfig:
     # release fixed 1.0; wider smoothing merges the several detection peaks a large or
     # elongated nucleus can raise (the label-free model's main error, BENCHMARKS.md).
     det_sigma_grid: Tuple[float, ...] = (1.0,)
+    # Smallest instance kept (px), chosen with the thresholds (release: 20 fixed).
+    min_area_grid: Tuple[int, ...] = (20,)
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
     jit_compile: str = "auto"
@@ -327,6 +329,10 @@ class TaskConfig:
         _fraction(self, "real_batch_fraction")
         _require(len(self.det_sigma_grid) > 0 and all(v >= 0 for v in self.det_sigma_grid),
                  "TaskConfig.det_sigma_grid", self.det_sigma_grid, "a non-empty tuple of σ >= 0")
+        _require(len(self.min_area_grid) > 0
+                 and all(0 <= v < self.max_area_px for v in self.min_area_grid),
+                 "TaskConfig.min_area_grid", self.min_area_grid,
+                 "a non-empty tuple of areas in [0, max_area_px)")
         for name in ("seg_threshold_grid", "det_threshold_grid"):
             grid = getattr(self, name)
             _require(len(grid) > 0 and all(0.0 <= t <= 1.0 for t in grid),

@@ -36,6 +36,15 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     for key in ("dice1", "dice2", "dice_avg", "aji", "aji_plus", "pq"):
         assert 0.0 <= line["mean"][key] <= 1.0
     assert (tmp_path / "run" / "refiner" / "done.json").exists()
+    figures = tmp_path / "run" / "figures"
+    test_name = sorted(os.listdir(data / "test" / "images"))[0][:-len(".png")]
+    organ = line["figures"]["overlays"][0].split("_")[2]
+    assert line["figures"]["overlays"] == [f"overlay_best_{organ}_{test_name}.png",
+                                           f"overlay_worst_{organ}_{test_name}.png"]
+    for name in line["figures"]["overlays"] + ["fig6_refinement.png", "fig7_importance.png"]:
+        assert (figures / name).stat().st_size > 1000, name
+    buffer_rows = line["figures"]["importance"]["n"]
+    assert buffer_rows > 0 and 0.0 <= line["figures"]["importance"]["at_high"] <= 1.0
     # A second run finds every stage done and reproduces the numbers from the export.
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -219,7 +219,29 @@ def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
     validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
     result = task_validation.grid_search(
         [{"segmentation": segmentation, "detection": detection}], validation, task)
-    by_sigma = {row[2]: row[3] for row in result["grid"]}
+    by_sigma = {row[2]: row[4] for row in result["grid"]}
     assert result["thresholds"] == {"seg_threshold": 0.5, "det_threshold": 0.07,
-                                    "det_sigma": 3.0}
+                                    "det_sigma": 3.0, "min_area_px": 20}
     assert by_sigma[3.0] == pytest.approx(1.0) and by_sigma[1.0] < 0.7
+
+
+def test_selection_grid_picks_the_min_area_that_drops_a_small_false_object():
+    """A true nucleus of 1,257 px plus a predicted 7×7 speck where there is none: AJI is
+    1257/1257 with min area 60 and 1257/(1257 + 49) with 20 (the speck joins the union)."""
+    from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
+    truth = np.zeros((64, 64), np.uint16)
+    cv2.circle(truth, (24, 24), 20, 1, -1)
+    segmentation = (truth > 0).astype(np.float32)
+    segmentation[52:59, 52:59] = 1.0
+    detection = np.zeros((64, 64), np.float32)
+    detection[24, 24] = detection[55, 55] = 1.0
+    task = _config(seg_threshold_grid=(0.5,), det_threshold_grid=(0.07,), det_sigma_grid=(1.0,),
+                   min_area_grid=(60, 20)).task
+    validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
+    result = task_validation.grid_search(
+        [{"segmentation": segmentation, "detection": detection}], validation, task)
+    by_area = {row[3]: row[4] for row in result["grid"]}
+    area = int((truth > 0).sum())
+    assert by_area[60] == pytest.approx(1.0)
+    assert by_area[20] == pytest.approx(area / (area + 49))
+    assert result["thresholds"]["min_area_px"] == 60
