@@ -32,8 +32,10 @@ BUDGET_MIN = flags.DEFINE_float(
     "(default: the preset as it is).")
 DATA = flags.DEFINE_string("data", None, "MoNuSeg folder (default ../shared/datasets/monuseg2018).")
 ABLATION = flags.DEFINE_enum(
-    "ablation", "none", ["none", "no_importance", "no_reference", "no_hard", "no_gan"],
-    "Remove one ingredient (paper Table 3).")
+    "ablation", "none",
+    ["none", "no_importance", "no_reference", "no_hard", "no_gan", "plus_real"],
+    "Remove one ingredient, or plus_real: mix the tissue images' own labels into the task "
+    "net's batches (paper Table 3).")
 FLAGS = flags.FLAGS
 
 # Seconds per iteration of each GAN phase, and per task-net step, with cpu_small's networks
@@ -192,8 +194,14 @@ def main(argv):
                         "datasets" / "monuseg2018")
     workdir = pathlib.Path(FLAGS.workdir or f"runs/repro_{PROTOCOL.value}")
     tissue, tests = protocol_files(data, PROTOCOL.value)
+    real_dir = None
+    if ABLATION.value == "plus_real":  # the protocol's train labels: no longer label-free
+        pairs = [(path, data / "train" / "labels" / path.name) for path in tissue]
+        real_dir = workdir / "real"
+        link_folder(real_dir / "images", pairs, 0)
+        link_folder(real_dir / "labels", pairs, 1)
     records = pipeline.run_labelfree(config, workdir, tissue, mpp=MPP, export_dir=EXPORT_DIR.value,
-                                     use_gan=ABLATION.value != "no_gan")
+                                     use_gan=ABLATION.value != "no_gan", real_dir=real_dir)
     images = link_folder(workdir / "test_images", tests, 0)
     labels = link_folder(workdir / "test_labels", tests, 1)
     model = api.load(records["task"]["export"])
@@ -211,6 +219,7 @@ def main(argv):
             "preset": config.preset, "budget_min": BUDGET_MIN.value, "mean": result["mean"],
             "pooled": result["pooled"], "n_images": result["n_images"],
             "errors": analysis["all"], "figures": drawn,
+            "real_images": records["task"].get("real_images", 0),
             "export": records["task"]["export"], "selection": records["task"]["selection"],
             "commit": export.git_commit(), "config_hash": config.hash(),
             "wall_s": round(time.perf_counter() - started, 1),

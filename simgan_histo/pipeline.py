@@ -37,7 +37,8 @@ def _mark_done(folder: pathlib.Path, record: dict) -> dict:
 
 
 def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
-                  max_tiles: Optional[int] = None, export_dir=None, use_gan: bool = True) -> dict:
+                  max_tiles: Optional[int] = None, export_dir=None, use_gan: bool = True,
+                  real_dir=None) -> dict:
     """Runs (or resumes) every stage; returns {stage: record} with the outputs' paths.
 
     Args:
@@ -49,6 +50,8 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
       export_dir: where the task model is exported (default `<workdir>/export`).
       use_gan: False = the "no GAN refinement" ablation: the task net trains on the initial
         synthetic patches (written by the synthesis module) instead of refined ones.
+      real_dir: optional real labeled folder (`images/`, `labels/`) mixed into the task
+        net's batches (the paper's "synthetic + real" row; no longer label-free).
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +70,8 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
     else:
         records["synthesis"] = _synthesis_stage(config, workdir / "synthesis", source)
         patches, rescore = records["synthesis"]["patches"], None
-    records["task"] = _task_stage(config, workdir / "task", patches, rescore, export_dir)
+    records["task"] = _task_stage(config, workdir / "task", patches, rescore, export_dir,
+                                  real_dir)
     records["seconds"] = round(time.perf_counter() - started, 1)
     return records
 
@@ -94,11 +98,12 @@ def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
 
 
 def _task_stage(config, folder: pathlib.Path, patches: str, rescore: Optional[str],
-                export_dir: pathlib.Path) -> dict:
+                export_dir: pathlib.Path, real_dir=None) -> dict:
     done = _done(folder)
     if done:
         return done
-    result = task_trainer.train_task(config, folder, [patches], rescore_with=rescore,
-                                     export_dir=export_dir)
+    result = task_trainer.train_task(config, folder, [patches], real_dir=real_dir,
+                                     rescore_with=rescore, export_dir=export_dir)
     return _mark_done(folder, {"export": str(result["export"]),
-                               "selection": result["selection"]})
+                               "selection": result["selection"],
+                               "real_images": result["real_images"]})

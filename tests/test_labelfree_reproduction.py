@@ -50,3 +50,18 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads(again.stdout.strip().splitlines()[-1])
     assert second["mean"] == line["mean"] and second["export"] == line["export"]
+
+
+def test_tiny_plus_real_mixes_the_tissue_labels_in(monuseg, tmp_path):
+    data = _mini_monuseg(monuseg, tmp_path / "data")
+    command = [sys.executable, "benchmarks/labelfree_reproduction.py", "--protocol=monuseg",
+               f"--data={data}", f"--workdir={tmp_path / 'run'}", "--preset=tiny", "--seed=3",
+               "--ablation=plus_real"]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = json.loads(run.stdout.strip().splitlines()[-1])
+    assert line["ablation"] == "plus_real" and line["real_images"] == 2
+    tissue = sorted(os.listdir(data / "train" / "images"))
+    assert sorted(os.listdir(tmp_path / "run" / "real" / "labels")) == tissue
+    assert (tmp_path / "run" / "real" / "labels" / tissue[0]).resolve() == (
+        monuseg / "train" / "labels" / tissue[0]).resolve()

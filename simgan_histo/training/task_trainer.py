@@ -233,7 +233,7 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
 
     Returns:
       {"export": version folder, "selection": how the stopping point and thresholds were
-       chosen, "stain_target": (mean, std)}.
+       chosen, "stain_target": (mean, std), "real_images": real labeled images used}.
     """
 
     task, seed = config.task, config.runtime.seed
@@ -257,7 +257,8 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
     path = export.export_task_model(trainer.model, export_dir or workdir / "export", config,
                                     settings)
     logging.info("exported %s (selection %s)", path, selection)
-    return {"export": path, "selection": selection, "stain_target": target}
+    return {"export": path, "selection": selection, "stain_target": target,
+            "real_images": len(real) if real is not None else 0}
 
 
 def _stain_target(patches, real, seed):
