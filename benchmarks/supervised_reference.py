@@ -1,4 +1,5 @@
-"""Supervised reference row: the U-Net trained on MoNuSeg TRAIN labels, scored on MoNuSeg TEST.
+"""Supervised reference row: the U-Net trained on MoNuSeg TRAIN labels, scored on MoNuSeg TEST
+(`--protocol=kumar`: Kumar-2017's train labels, scored on its 14 test images).
 
 "Type-specific, supervised" in the paper's terms. 26 of the 30 train images train the net;
 4 held-out train images (from Kumar-2017's train list) select the stopping point and the
@@ -38,13 +39,30 @@ EVAL_EVERY = flags.DEFINE_integer("eval_every", 500, "Held-out evaluation period
 HOLDOUT = flags.DEFINE_integer("holdout", 4, "Train images held out for selection.")
 SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 EVAL_ONLY = flags.DEFINE_bool("eval_only", False, "Score the newest export of --workdir only.")
+PROTOCOL = flags.DEFINE_enum(
+    "protocol", "monuseg", ["monuseg", "kumar"], "monuseg: the 30 train images -> the 14 "
+    "MoNuSeg test images; kumar: Kumar-2017's 16 train images -> its 14 test images (issue 9).")
 BF16_INFERENCE = flags.DEFINE_bool(
     "bf16_inference", True, "Also score a mixed_bfloat16 copy of the trained weights "
     "(exported to <workdir>/export_bf16): the accuracy cost of bf16 at inference.")
 
 
-def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed: int):
-    """Symlinked train / held-out folders; held-out ids drawn from Kumar-2017's train list."""
+def protocol_images(data: pathlib.Path, protocol: str):
+    """(train image ids, [(test image, test labels)]) of a protocol."""
+    split = json.loads((data / "manifest.json").read_text())["kumar2017_split"]
+    if protocol == "monuseg":
+        return ({p.stem for p in (data / "train" / "images").glob("*.png")},
+                [(p, data / "test" / "labels" / p.name)
+                 for p in sorted((data / "test" / "images").glob("*.png"))])
+    return set(split["train"]), [(data / "train" / "images" / f"{name}.png",
+                                  data / "train" / "labels" / f"{name}.png")
+                                 for name in split["test_same"] + split["test_diff"]]
+
+
+def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed: int,
+                  train_ids):
+    """Symlinked train / held-out folders of `train_ids`; held-out ids drawn from
+    Kumar-2017's train list (a subset of both protocols' train images)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     manifest = json.loads((data / "manifest.json").read_text())
@@ -53,6 +71,8 @@ def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed:
             np.random.default_rng(seed).choice(kumar_train, holdout, replace=False)}
     folders = {"train": workdir / "split" / "train", "holdout": workdir / "split" / "holdout"}
     for image in sorted((data / "train" / "images").glob("*.png")):
+        if image.stem not in train_ids:
+            continue
         part = "holdout" if image.stem in held else "train"
         for kind in ("images", "labels"):
             link = folders[part] / kind / image.name
@@ -62,16 +82,16 @@ def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed:
     return folders, sorted(held)
 
 
-def score_test(export_dir, data: pathlib.Path, stain_norm=None) -> dict:
-    """DESIGN §3 metrics JSON of the export on the test split, through the public API."""
+def score_test(export_dir, tests, stain_norm=None) -> dict:
+    """DESIGN §3 metrics JSON of the export on [(image, labels)], through the public API."""
     import simgan_histo  # pylint: disable=import-outside-toplevel
     from simgan_histo.evaluation import metrics, predict_lib  # pylint: disable=import-outside-toplevel
 
     model = simgan_histo.load(export_dir, stain_norm=stain_norm)
     per_image = {}
-    for image_path in predict_lib.list_files(data / "test" / "images"):
+    for image_path, label_path in tests:
         rgb = predict_lib.read_rgb(image_path)
-        truth = predict_lib.read_labels(data / "test" / "labels" / image_path.name)
+        truth = predict_lib.read_labels(label_path)
         per_image[image_path.stem] = metrics.image_metrics(truth, model.predict_labels(rgb))
     return metrics.summarize(per_image)
 
@@ -102,7 +122,8 @@ def main(argv):
     from simgan_histo.training import task_trainer  # pylint: disable=import-outside-toplevel
 
     workdir, data = pathlib.Path(WORKDIR.value), pathlib.Path(DATA_DIR.value)
-    folders, held = split_folders(data, workdir, HOLDOUT.value, SEED.value)
+    train_ids, tests = protocol_images(data, PROTOCOL.value)
+    folders, held = split_folders(data, workdir, HOLDOUT.value, SEED.value, train_ids)
     logging.info("held-out train images for selection: %s", held)
     started = time.time()
     if EVAL_ONLY.value:
@@ -115,14 +136,15 @@ def main(argv):
     usage = resource.getrusage(resource.RUSAGE_SELF)
     train = {"wall_min": (time.time() - started) / 60,
              "cpu_min": (usage.ru_utime + usage.ru_stime) / 60}
-    scores = {"reinhard": score_test(result["export"], data)}
-    scores["none"] = score_test(result["export"], data, stain_norm="none")
+    scores = {"reinhard": score_test(result["export"], tests)}
+    scores["none"] = score_test(result["export"], tests, stain_norm="none")
     if BF16_INFERENCE.value:
-        scores["reinhard_bf16"] = score_test(bf16_export(result["export"], workdir), data)
+        scores["reinhard_bf16"] = score_test(bf16_export(result["export"], workdir), tests)
     (workdir / "test_metrics.json").write_text(json.dumps(scores, indent=2))
     curve = [json.loads(line) for line in (workdir / "curve.jsonl").read_text().splitlines()]
     summary = {
-        "benchmark": "supervised_reference", "preset": PRESET.value, "precision": PRECISION.value,
+        "benchmark": "supervised_reference", "protocol": PROTOCOL.value, "preset": PRESET.value,
+        "precision": PRECISION.value, "train_images": len(train_ids) - len(held),
         "steps": STEPS.value, "crop": config.task.crop_size, "batch": config.task.batch_size,
         "export": str(result["export"]), "selection": result["selection"],
         "heldout_train_images": held, "this_process": train,
