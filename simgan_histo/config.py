@@ -532,11 +532,11 @@ def cpu_small() -> Config:
         # L_reg at 128² and Adam 1e-4, the mean |Δ| reached 0.9 in [-1, 1] units (≈ 115 grey
         # levels) after 50 adversarial iterations; 0.01/0.1 kept it ≈ 1.5 grey levels and cut
         # the realism distance by 15 % in 40 (0.1/1.0: 3 %) (benchmarks/refiner_realism.py).
-        # Halved again, and D at 3× the refiner's rate: with D at 1e-4 it sat at chance for
-        # most of a 20-minute run and the regulariser pulled the refiner back to the identity
-        # (realism −6.9 %; D at 3e-4: −9.7 %; BENCHMARKS.md).
+        # D at 3× the refiner's rate: with D at 1e-4 it sat at chance for most of a 20-minute
+        # run and the regulariser pulled the refiner back to the identity (realism −6.9 %;
+        # D at 3e-4: −9.7 %; halving λ as well made it 32 % worse; BENCHMARKS.md).
         gan=GanTrainConfig(
-            lambda_l1=0.005, lambda_l2=0.05,
+            lambda_l1=0.01, lambda_l2=0.1,
             batch_size=8, buffer_capacity=10000, refiner_learning_rate=1e-4,
             discriminator_learning_rate=3e-4, task_learning_rate=1e-3, optimizer="adam",
             # Short warm-ups (≈ 3.3 min) so a 20-minute run spends most of it in the joint
