@@ -85,22 +85,6 @@ def scaled_config(config, budget_min):
                           task={"train_steps": max(2, round(config.task.train_steps * scale))})
 
 
-def protocol_files(data: pathlib.Path, protocol: str):
-    """(tissue image paths, [(test image, test labels)]) of a protocol."""
-    manifest = json.loads((data / "manifest.json").read_text())
-    if protocol == "monuseg":
-        tissue = sorted((data / "train" / "images").glob("*.png"))
-        tests = [(p, data / "test" / "labels" / p.name)
-                 for p in sorted((data / "test" / "images").glob("*.png"))]
-    else:
-        split = manifest["kumar2017_split"]
-        tissue = [data / "train" / "images" / f"{name}.png" for name in split["train"]]
-        tests = [(data / "train" / "images" / f"{name}.png",
-                  data / "train" / "labels" / f"{name}.png")
-                 for name in split["test_same"] + split["test_diff"]]
-    return tissue, tests
-
-
 def ablate(config, ablation: str):
     if ablation == "no_importance":
         return config.replace(gan={"use_importance_weights": False},
@@ -187,13 +171,13 @@ def main(argv):
     tf_setup.configure(config.runtime)
     # pylint: disable=import-outside-toplevel
     from simgan_histo import api, pipeline
-    from simgan_histo.evaluation import errors, metrics, predict_lib
+    from simgan_histo.evaluation import errors, metrics, predict_lib, protocols
     from simgan_histo.training import export
 
     data = pathlib.Path(DATA.value or pathlib.Path(__file__).resolve().parents[2] / "shared" /
                         "datasets" / "monuseg2018")
     workdir = pathlib.Path(FLAGS.workdir or f"runs/repro_{PROTOCOL.value}")
-    tissue, tests = protocol_files(data, PROTOCOL.value)
+    tissue, tests = protocols.protocol_files(data, PROTOCOL.value)
     real_dir = None
     if ABLATION.value == "plus_real":  # the protocol's train labels: no longer label-free
         pairs = [(path, data / "train" / "labels" / path.name) for path in tissue]

@@ -47,18 +47,6 @@ BF16_INFERENCE = flags.DEFINE_bool(
     "(exported to <workdir>/export_bf16): the accuracy cost of bf16 at inference.")
 
 
-def protocol_images(data: pathlib.Path, protocol: str):
-    """(train image ids, [(test image, test labels)]) of a protocol."""
-    split = json.loads((data / "manifest.json").read_text())["kumar2017_split"]
-    if protocol == "monuseg":
-        return ({p.stem for p in (data / "train" / "images").glob("*.png")},
-                [(p, data / "test" / "labels" / p.name)
-                 for p in sorted((data / "test" / "images").glob("*.png"))])
-    return set(split["train"]), [(data / "train" / "images" / f"{name}.png",
-                                  data / "train" / "labels" / f"{name}.png")
-                                 for name in split["test_same"] + split["test_diff"]]
-
-
 def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed: int,
                   train_ids):
     """Symlinked train / held-out folders of `train_ids`; held-out ids drawn from
@@ -122,7 +110,9 @@ def main(argv):
     from simgan_histo.training import task_trainer  # pylint: disable=import-outside-toplevel
 
     workdir, data = pathlib.Path(WORKDIR.value), pathlib.Path(DATA_DIR.value)
-    train_ids, tests = protocol_images(data, PROTOCOL.value)
+    from simgan_histo.evaluation import protocols  # pylint: disable=import-outside-toplevel
+    train, tests = protocols.protocol_files(data, PROTOCOL.value)
+    train_ids = {path.stem for path in train}
     folders, held = split_folders(data, workdir, HOLDOUT.value, SEED.value, train_ids)
     logging.info("held-out train images for selection: %s", held)
     started = time.time()
