@@ -154,8 +154,7 @@ def write_figures(workdir: pathlib.Path, records: dict, config, tissue, organs, 
                               config.gan.importance_ratio, config.gan.importance_clip)
     top, bottom = figures.extremes(weights, FIG7_PATCHES)
     shown = np.concatenate([top, bottom])
-    pictures = np.zeros((len(weights),) + initial.shape[1:], np.uint8)
-    pictures[shown] = np.stack(patches.read(shown, ["image"])["image"])
+    pictures = dict(zip(shown.tolist(), patches.read(shown, ["image"])["image"]))
     drawn["importance"] = figures.importance_figure(
         folder / "fig7_importance.png", weights, pictures, config.gan.importance_clip,
         FIG7_PATCHES)

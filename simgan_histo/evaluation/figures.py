@@ -80,9 +80,13 @@ def extremes(weights: np.ndarray, count: int) -> Tuple[np.ndarray, np.ndarray]:
     return order[::-1][:count], order[:count]
 
 
-def importance_figure(path, weights: np.ndarray, images: np.ndarray,
+def importance_figure(path, weights: np.ndarray, images,
                       clip: Tuple[float, float], count: int = 6) -> Dict[str, float]:
     """Fig. 7 analog: histogram of the weights and the `count` highest/lowest-weighted patches.
+
+    Args:
+      images: patch images indexable by patch index (an array, or a {index: image} dict
+        holding at least the `extremes(weights, count)`).
 
     Returns the figures drawn in it: mean, median and the shares at each clip bound.
     """
