@@ -23,6 +23,7 @@ from absl import flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from flags import common  # noqa: E402  pylint: disable=wrong-import-position
+from simgan_histo import budget  # noqa: E402  pylint: disable=wrong-import-position
 
 flags.adopt_module_key_flags(common)
 PROTOCOL = flags.DEFINE_enum("protocol", "monuseg", ["monuseg", "kumar"], "Data protocol.")
@@ -38,51 +39,9 @@ ABLATION = flags.DEFINE_enum(
     "net's batches (paper Table 3).")
 FLAGS = flags.FLAGS
 
-# Seconds per iteration of each GAN phase, and per task-net step, with cpu_small's networks
-# on this idle 2-core CPU (demo runs; BENCHMARKS.md "GAN training"). paper_2017 and
-# release_2019 scale by their joint-iteration FLOPs (BENCHMARKS.md "Model FLOPs per preset");
-# tiny is bound by per-step overhead, not FLOPs, so its factor is a rough guess.
-PHASE_SECONDS = {"refiner_warmup_steps": 0.73, "discriminator_warmup_steps": 0.62,
-                 "adversarial_steps": 4.1, "task_warmup_steps": 1.95, "joint_steps": 5.4,
-                 "task_final_steps": 1.95}
-TASK_STEP_SECONDS = 0.65
-COST_VS_CPU_SMALL = {"tiny": 0.05, "cpu_small": 1.0, "demo": 1.0,
-                     "paper_2017": 9.45 / 0.274, "release_2019": 27.2 / 0.274}
 MPP = 0.25  # MoNuSeg: 40×
 FIG6_TISSUES, FIG6_PATCHES, FIG6_SEED_OFFSET = 4, 4, 10007  # a stream the trainer never used
 FIG7_PATCHES = 6  # highest- and lowest-weighted patches shown
-
-
-def estimated_minutes(config) -> float:
-    """Idle-machine minutes of the GAN and task-net stages of `config` on this CPU."""
-    gan = sum(getattr(config.gan, phase) * seconds for phase, seconds in PHASE_SECONDS.items())
-    task = config.task.train_steps * TASK_STEP_SECONDS
-    return COST_VS_CPU_SMALL[config.preset] * (gan + task) / 60.0
-
-
-def scaled_config(config, budget_min):
-    """The preset with its joint phase and task-net steps scaled to about `budget_min` minutes.
-
-    Warm-ups keep their lengths (they bring each network to a sane start, whatever the
-    budget) unless they alone exceed the budget; then every phase shrinks by one factor.
-    The GAN's own final task-net phase is dropped: the pipeline trains the exported task
-    net from the buffer, and the GAN's task net only serves the hard-example loss.
-    """
-    config = config.replace(gan={"task_final_steps": 0})
-    if budget_min is None:
-        return config
-    warmups = [phase for phase in PHASE_SECONDS if phase not in ("joint_steps", "task_final_steps")]
-    total = estimated_minutes(config)
-    fixed = (COST_VS_CPU_SMALL[config.preset] / 60.0
-             * sum(getattr(config.gan, phase) * PHASE_SECONDS[phase] for phase in warmups))
-    if fixed < budget_min:
-        scale, warm_scale = (budget_min - fixed) / (total - fixed), 1.0
-    else:
-        scale = warm_scale = budget_min / total
-    phases = {phase: max(1, round(getattr(config.gan, phase) * warm_scale)) for phase in warmups}
-    phases["joint_steps"] = max(1, round(config.gan.joint_steps * scale))
-    return config.replace(gan=phases,
-                          task={"train_steps": max(2, round(config.task.train_steps * scale))})
 
 
 def ablate(config, ablation: str):
@@ -165,7 +124,8 @@ def write_figures(workdir: pathlib.Path, records: dict, config, tissue, organs, 
 def main(argv):
     del argv
     started = time.perf_counter()
-    config = ablate(scaled_config(common.to_config(FLAGS), BUDGET_MIN.value), ABLATION.value)
+    config = ablate(budget.scaled_config(common.to_config(FLAGS), BUDGET_MIN.value),
+                    ABLATION.value)
     from simgan_histo import tf_setup  # pylint: disable=import-outside-toplevel
     tf_setup.configure(config.runtime)
     # pylint: disable=import-outside-toplevel
