@@ -11,7 +11,6 @@
 numpy, OpenCV and matplotlib only (no TensorFlow): the caller refines or predicts.
 """
 
-import os
 import pathlib
 from typing import Dict, Mapping, Sequence, Tuple
 
@@ -19,20 +18,19 @@ import cv2
 import numpy as np
 from skimage import segmentation
 
+from simgan_histo.evaluation import predict_lib
+
 TRUTH_RGB = (0, 255, 0)
 PREDICTION_RGB = (255, 0, 255)
 
 
 def write_png(path, rgb: np.ndarray) -> None:
     """Writes an RGB uint8 image atomically (a temporary file, then a rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"could not encode {path} ({rgb.shape} {rgb.dtype})")
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_bytes(encoded.tobytes())
-    os.replace(temporary, path)
+    predict_lib.atomic_write(pathlib.Path(path), lambda tmp: pathlib.Path(tmp).write_bytes(
+        encoded.tobytes()), ".png")
 
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], gap: int = 4, fill: int = 255) -> np.ndarray:
@@ -120,12 +118,10 @@ def importance_figure(path, weights: np.ndarray, images,
             panel.set_title(f"{label} w={weights[index]:.2f}", fontsize=9)
             panel.axis("off")
     figure.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    figure.savefig(temporary)
-    pyplot.close(figure)
-    os.replace(temporary, path)
+    try:
+        predict_lib.atomic_write(pathlib.Path(path), figure.savefig, ".png")
+    finally:
+        pyplot.close(figure)
     return stats
 
 

@@ -90,7 +90,8 @@ def read_labels(path) -> np.ndarray:
     return array
 
 
-def _atomic_write(path: pathlib.Path, write: Callable[[str], None], suffix: str) -> None:
+def atomic_write(path: pathlib.Path, write: Callable[[str], None], suffix: str) -> None:
+    """Calls `write(temporary path)` beside `path`, then renames it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
@@ -116,13 +117,13 @@ def write_labels(path, labels: np.ndarray) -> None:
         if not cv2.imwrite(tmp, labels.astype(np.uint16)):
             raise OSError(f"{path}: could not write PNG")
 
-    _atomic_write(pathlib.Path(path), write, ".png")
+    atomic_write(pathlib.Path(path), write, ".png")
 
 
 def write_json(path, data) -> None:
     """Writes `data` as indented JSON, atomically."""
     text = json.dumps(data, indent=2, sort_keys=True)
-    _atomic_write(pathlib.Path(path),
+    atomic_write(pathlib.Path(path),
                   lambda tmp: pathlib.Path(tmp).write_text(text, encoding="utf-8"), ".json")
 
 
