@@ -28,6 +28,9 @@ def main(argv):
     if missing:  # fail before the TensorFlow import: seconds, not a minute on a busy machine
         logging.error("patch file not found: %s", ", ".join(missing))
         return 2
+    if FLAGS.init_weights and not os.path.exists(FLAGS.init_weights):
+        logging.error("--init_weights file not found: %s", FLAGS.init_weights)
+        return 2
     config = task_flags.to_config(FLAGS)
 
     from simgan_histo import tf_setup  # pylint: disable=import-outside-toplevel
@@ -39,7 +42,7 @@ def main(argv):
         result = task_trainer.train_task(
             config, FLAGS.workdir, patch_paths=patches, real_dir=FLAGS.real_dir,
             validation=FLAGS.validation, rescore_with=FLAGS.rescore_with,
-            export_dir=FLAGS.export_dir)
+            export_dir=FLAGS.export_dir, init_weights=FLAGS.init_weights)
     except (FileNotFoundError, ValueError) as error:
         logging.error("%s", error)
         return 2

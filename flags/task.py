@@ -19,6 +19,9 @@ flags.declare_key_flag("importance_weights")
 RESCORE_WITH = flags.DEFINE_string(
     "rescore_with", None, "Exported discriminator (SavedModel dir) to recompute the patch "
     "weights with before training (weights written during D's warm-up are stale).")
+INIT_WEIGHTS = flags.DEFINE_string(
+    "init_weights", None, "Keras weights of the same task net to start from, e.g. the GAN's "
+    "<refiner workdir>/export/task_net.weights.h5 (ignored when resuming).")
 STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: the preset's).")
 EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Model folder for the SavedModel versions (default <workdir>/export).")

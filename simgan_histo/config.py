@@ -86,6 +86,10 @@ class SynthesisConfig:
     # the background out of its tile's LAB range (BENCHMARKS.md); stain_scale_jitter replaces it.
     hematoxylin_shift_max: float = 0.0
     texture_gain: float = 1.3  # eosin texture scale (release)
+    # Mean nucleus areas (px) at which chromatin clearing may reach 42 % and then starts at
+    # 10 % (release `transpar_per`: 800 / 2400). They are in the release's pixels: presets
+    # with smaller nuclei scale them by their median mean area ÷ the release's (966 px).
+    clearing_area_px: Tuple[float, float] = (800.0, 2400.0)
     stain_scale_jitter: float = 0.10  # H and E × U(1 ± this) per patch (DESIGN §7; Tellez 2018)
     inpaint_closing_px: int = 3  # close rim gaps so pale nuclei fill (0 = release; DESIGN §7)
     inpaint_fill_holes_px: int = 2500  # fill its enclosed holes up to this area: pale nuclei
@@ -114,7 +118,7 @@ class SynthesisConfig:
         _require(self.source_tile_px >= 2 * self.patch_size, "SynthesisConfig.source_tile_px",
                  self.source_tile_px, f">= 2 × patch_size ({2 * self.patch_size})")
         _require(self.patch_size >= 32, "SynthesisConfig.patch_size", self.patch_size, ">= 32")
-        for name in ("nucleus_radius_range", "vertices_range"):
+        for name in ("nucleus_radius_range", "vertices_range", "clearing_area_px"):
             low, high = getattr(self, name)
             _require(0 < low <= high, f"SynthesisConfig.{name}", (low, high), "0 < low <= high")
 
@@ -303,6 +307,9 @@ class TaskConfig:
     compactness: float = 1.0  # release watershed compactness
     kernel_size: int = 3  # release U-Net convs are 3×3
     real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
+    # The label-free pipeline starts the exported task net from the GAN's jointly trained one
+    # (paper §3: the task net trains with the refiner) instead of from scratch.
+    init_from_gan: bool = True
     summary_every: int = 50  # TensorBoard scalars
     checkpoint_every: int = 500
     eval_every: int = 500  # held-out validation; the best evaluation is the stopping point
@@ -521,7 +528,11 @@ def cpu_small() -> Config:
         synthesis=SynthesisConfig(patch_size=128, nucleus_radius_range=(6.0, 10.0),
                                   size_bias_mean=(1.0, 0.06), size_bias_sd=0.2,
                                   count_mean=(20.0, 17.5), count_sd=30.0,
-                                  min_nucleus_area_px=60),
+                                  min_nucleus_area_px=60,
+                                  # Per-patch mean nucleus area: median 290 px here, 966 px
+                                  # with the release's sizes; unscaled, 99 % of patches fell
+                                  # under 800 px and no nucleus was cleared beyond 15 %.
+                                  clearing_area_px=(240.0, 720.0)),
         # 24 channels keep a joint iteration at 0.27 TFLOP (benchmarks/model_flops.py; 32: 0.33).
         refiner=RefinerConfig(filters=24, num_blocks=3, kernel_size=3, reference=small_reference),
         discriminator=DiscriminatorConfig(
@@ -539,14 +550,18 @@ def cpu_small() -> Config:
             lambda_l1=0.01, lambda_l2=0.1,
             batch_size=8, buffer_capacity=10000, refiner_learning_rate=1e-4,
             discriminator_learning_rate=3e-4, task_learning_rate=1e-3, optimizer="adam",
-            # Short warm-ups (≈ 3.3 min) so a 20-minute run spends most of it in the joint
-            # phase; with 100/100/100/200 the warm-ups took 15 of 20 minutes (BENCHMARKS.md).
-            refiner_warmup_steps=21, discriminator_warmup_steps=21, adversarial_steps=21,
+            # Short warm-ups (≈ 4.1 min) so a 20-minute run spends most of it in the joint
+            # phase; with 100/100/100/200 the warm-ups took 15 of 20 minutes. D's warm-up is
+            # 100 (62 s): with 21 the 20-minute realism gain was 9.7 %, with 100 10.2 %
+            # (BENCHMARKS.md).
+            refiner_warmup_steps=21, discriminator_warmup_steps=100, adversarial_steps=21,
             task_warmup_steps=42, joint_steps=2000, task_final_steps=500, k_task=2,
             summary_every=50, checkpoint_every=100),
         # U-Net 16-32-64-128: 88.4 kFLOP/px forward (≈ 3× per trained pixel), 0.57 M params.
+        # 10,000 steps (release) give the task net 37 % of a scaled budget (--budget_min);
+        # with 4,000 a 30-minute Kumar run had 479 steps and synthetic AJI 0.51 (BENCHMARKS.md).
         task=TaskConfig(filters=(16, 32, 64, 128), convs_per_level=(2, 2, 2, 2), crop_size=128,
-                        batch_size=8, learning_rate=1e-3, train_steps=4000,
+                        batch_size=8, learning_rate=1e-3, train_steps=10000,
                         det_sigma_grid=(1.0, 2.0, 3.0)),
     )
 

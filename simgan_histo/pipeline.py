@@ -1,8 +1,8 @@
 """The label-free pipeline, stage by stage, resumable from its workdir.
 
 tissue → synthesis (in-process) → refiner/discriminator with importance weights and hard
-examples → history buffer → task net (weights re-scored by the final D, thresholds chosen
-on held-out synthetic patches) → exported SavedModel with inference.json.
+examples → history buffer → task net (started from the GAN's jointly trained one, weights
+re-scored by the final D, thresholds chosen on held-out synthetic patches) → exported SavedModel with inference.json.
 
 Each stage writes into its own folder under the workdir and leaves a done-marker, so a
 killed run started again with the same command continues where it stopped (the refiner
@@ -67,11 +67,12 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
         records["refiner"] = _refiner_stage(config, workdir / "refiner", source)
         patches = records["refiner"]["patches"]
         rescore = records["refiner"]["discriminator_export"]
+        init = records["refiner"].get("task_net_weights") if config.task.init_from_gan else None
     else:
         records["synthesis"] = _synthesis_stage(config, workdir / "synthesis", source)
-        patches, rescore = records["synthesis"]["patches"], None
+        patches, rescore, init = records["synthesis"]["patches"], None, None
     records["task"] = _task_stage(config, workdir / "task", patches, rescore, export_dir,
-                                  real_dir)
+                                  real_dir, init)
     records["seconds"] = round(time.perf_counter() - started, 1)
     return records
 
@@ -98,12 +99,14 @@ def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
 
 
 def _task_stage(config, folder: pathlib.Path, patches: str, rescore: Optional[str],
-                export_dir: pathlib.Path, real_dir=None) -> dict:
+                export_dir: pathlib.Path, real_dir=None, init_weights=None) -> dict:
     done = _done(folder)
     if done:
         return done
     result = task_trainer.train_task(config, folder, [patches], real_dir=real_dir,
-                                     rescore_with=rescore, export_dir=export_dir)
+                                     rescore_with=rescore, export_dir=export_dir,
+                                     init_weights=init_weights)
     return _mark_done(folder, {"export": str(result["export"]),
                                "selection": result["selection"],
-                               "real_images": result["real_images"]})
+                               "real_images": result["real_images"],
+                               "init_weights": init_weights})

@@ -9,21 +9,22 @@ from simgan_histo import config as config_lib
 def test_budget_scales_joint_phase_and_task_steps_only():
     preset = config_lib.get_preset("cpu_small")
     config = budget.scaled_config(preset, 50)
-    # Warm-ups by hand: 21·0.73 + 21·0.62 + 21·4.1 + 42·1.95 = 196.35 s; the other 2803.65 s
-    # go to 2000 joint iterations (10800 s) and 4000 task steps (2600 s) scaled by 0.20923.
+    # Warm-ups by hand: 21·0.73 + 100·0.62 + 21·4.1 + 42·1.95 = 245.33 s; the other 2754.67 s
+    # go to 2000 joint iterations (10800 s) and 10000 task steps (6500 s) scaled by 0.159229.
     for phase in ("refiner_warmup_steps", "discriminator_warmup_steps", "adversarial_steps",
                   "task_warmup_steps"):
         assert getattr(config.gan, phase) == getattr(preset.gan, phase)
-    assert config.gan.joint_steps == 418
-    assert config.task.train_steps == 837
+    assert config.gan.joint_steps == 318
+    assert config.task.train_steps == 1592
     assert config.gan.task_final_steps == 0
     assert budget.estimated_minutes(config) == pytest.approx(50, abs=0.1)
 
 
 def test_budget_below_the_warmups_shrinks_every_phase():
     config = budget.scaled_config(config_lib.get_preset("cpu_small"), 2)
-    assert config.gan.refiner_warmup_steps == 1  # 21 · 2 / 226.6 rounds to 0, kept at 1
-    assert config.gan.joint_steps == round(2000 * 2 / 226.6)
+    # The preset alone: 245.33 s of warm-ups + 17300 s = 292.42 min.
+    assert config.gan.refiner_warmup_steps == 1  # 21 · 2 / 292.42 rounds to 0, kept at 1
+    assert config.gan.joint_steps == round(2000 * 2 / 292.42)
     assert budget.estimated_minutes(config) == pytest.approx(2, abs=0.2)
 
 

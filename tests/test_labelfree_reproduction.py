@@ -36,6 +36,11 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     for key in ("dice1", "dice2", "dice_avg", "aji", "aji_plus", "pq"):
         assert 0.0 <= line["mean"][key] <= 1.0
     assert (tmp_path / "run" / "refiner" / "done.json").exists()
+    # The exported task net started from the GAN's jointly trained one.
+    task_record = json.loads((tmp_path / "run" / "task" / "done.json").read_text())
+    assert task_record["init_weights"] == str(
+        tmp_path / "run" / "refiner" / "export" / "task_net.weights.h5")
+    assert os.path.getsize(task_record["init_weights"]) > 1000
     figures = tmp_path / "run" / "figures"
     test_name = sorted(os.listdir(data / "test" / "images"))[0][:-len(".png")]
     organ = line["figures"]["overlays"][0].split("_")[2]

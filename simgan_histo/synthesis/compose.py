@@ -216,7 +216,7 @@ def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
     mean_area = float(polygons.polygon_areas(vertices).mean()) if len(vertices) else 0.0
     opaque, transparency = textures.mixing_mask(
         rng, cv2.compare(labels, 0, cv2.CMP_GT), _random_crop(rng, other.eosin, window),
-        mean_area)
+        mean_area, config.clearing_area_px)
     _lap(timer, "chromatin_clearing")
     weights = textures.blur_boundary(rng, opaque,
                                      textures.blur_radius(rng, transparency, mean_area))

@@ -174,11 +174,14 @@ def nuclear_texture(rng, eosin: np.ndarray, colour: np.ndarray, config) -> np.nd
     return planes
 
 
-def transparency_percentile(rng, mean_area: float) -> float:
-    """Share of nuclear pixels cleared (release `transpar_per`), from the mean nucleus area."""
-    if mean_area < 800:
+def transparency_percentile(rng, mean_area: float,
+                            area_px: Tuple[float, float] = (800.0, 2400.0)) -> float:
+    """Share of nuclear pixels cleared (release `transpar_per`), from the mean nucleus area
+    and the two area thresholds (`SynthesisConfig.clearing_area_px`)."""
+    small, large = area_px
+    if mean_area < small:
         return draws.uniform(rng, 0, 15)
-    if mean_area > 2400:
+    if mean_area > large:
         return 10 + draws.uniform(rng, 0, 42)
     return draws.uniform(rng, 0, 15) if draws.chance(rng, 0.4) else draws.uniform(rng, 0, 42)
 
@@ -203,19 +206,20 @@ def _percentile_threshold(texture: np.ndarray, percentile: float) -> int:
     return int(np.searchsorted(np.cumsum(histogram), percentile / 100.0 * texture.size))
 
 
-def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray,
-                mean_area: float) -> Tuple[np.ndarray, float]:
+def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray, mean_area: float,
+                area_px: Tuple[float, float] = (800.0, 2400.0)) -> Tuple[np.ndarray, float]:
     """Opaque nuclear pixels: chromatin clearing with a kept edge (release step 6).
 
     Args:
       nucleus: (H, W) uint8 0/255 nuclear mask.
       clearing: (H, W) uint8 eosin texture of a random tile (where chromatin clears).
       mean_area: mean nucleus area, px.
+      area_px: the clearing's area thresholds (`transparency_percentile`).
 
     Returns:
       ((H, W) uint8 0/255 opaque mask, transparency percentile used).
     """
-    transparency = transparency_percentile(rng, mean_area)
+    transparency = transparency_percentile(rng, mean_area, area_px)
     texture = _salt_and_pepper(rng, clearing)
     threshold = _percentile_threshold(texture, transparency)
     solid = cv2.compare(texture, threshold, cv2.CMP_GE)  # chromatin not cleared

@@ -5,6 +5,8 @@
 - `<workdir>/export/discriminator/<version>/`: `serving_default(image, reference)` →
   `logits` float32 [N, h, w, 1] (sigmoid: real = 1), what `train_task.py --rescore_with`
   reads to recompute importance weights with the final D.
+- `<workdir>/export/task_net.weights.h5`: the jointly trained task net (Keras weights), the
+  starting point of the pipeline's exported task net.
 """
 
 import os
@@ -60,10 +62,27 @@ def save_module(module, export_dir, config) -> pathlib.Path:
     return final
 
 
+TASK_WEIGHTS = "task_net.weights.h5"
+
+
+def save_task_weights(model, path) -> pathlib.Path:
+    """Keras weights of the GAN's task net, written atomically (the pipeline's task stage
+    starts from them)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}.weights.h5")  # Keras wants the suffix
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
 def export_all(trainer, workdir, config) -> dict:
-    """Exports G and D of `trainer` under `<workdir>/export/`; returns their paths."""
+    """Exports G and D of `trainer` under `<workdir>/export/`, and the task net's weights;
+    returns their paths."""
     root = pathlib.Path(workdir) / "export"
     refiner = save_module(RefinerServing(trainer.refiner), root / "refiner", config)
     discriminator = save_module(DiscriminatorServing(trainer.discriminator),
                                 root / "discriminator", config)
-    return {"refiner_export": str(refiner), "discriminator_export": str(discriminator)}
+    task = save_task_weights(trainer.task_net, root / TASK_WEIGHTS)
+    return {"refiner_export": str(refiner), "discriminator_export": str(discriminator),
+            "task_net_weights": str(task)}

@@ -48,8 +48,9 @@ def _truncate_jsonl(path: pathlib.Path, max_step: int) -> None:
 class TaskTrainer:
     """Trains `build_task_net(config.task)` on `batches`, selecting on `validation`."""
 
-    def __init__(self, config, workdir, batches, validation=None):
+    def __init__(self, config, workdir, batches, validation=None, init_weights=None):
         self.config, self.task = config, config.task
+        self.init_weights = init_weights  # Keras weights to start from (no checkpoint yet)
         self.workdir = pathlib.Path(workdir)
         self.batches, self.validation = batches, validation
         keras.utils.set_random_seed(config.runtime.seed)  # initial weights = f(seed)
@@ -89,6 +90,9 @@ class TaskTrainer:
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("resumed from %s at step %d", latest, int(self.step))
+        elif self.init_weights:
+            self.model.load_weights(str(self.init_weights))
+            logging.info("task net starts from %s", self.init_weights)
         step = int(self.step)
         _truncate_jsonl(self.workdir / "curve.jsonl", step)
         _truncate_jsonl(self.workdir / "validation.jsonl", step)
@@ -218,7 +222,7 @@ def _validation_set(validation: str, patches):
 
 
 def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synthetic",
-               rescore_with=None, num_steps=None, export_dir=None) -> dict:
+               rescore_with=None, num_steps=None, export_dir=None, init_weights=None) -> dict:
     """Trains the task net and exports it (the library behind `train_task.py`).
 
     Args:
@@ -230,6 +234,8 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
       rescore_with: exported discriminator to recompute the patches' weights with.
       num_steps: training steps (default `config.task.train_steps`).
       export_dir: model folder (default `<workdir>/export`).
+      init_weights: Keras weights file of the same task net to start from (e.g. the GAN's
+        `export/task_net.weights.h5`); ignored when resuming from a checkpoint.
 
     Returns:
       {"export": version folder, "selection": how the stopping point and thresholds were
@@ -250,7 +256,7 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
     held = _validation_set(validation, patches)
     target = _stain_target(patches, real, seed)
     batches = task_data.TaskBatches(task, patches, real, seed, task.use_importance_weights)
-    trainer = TaskTrainer(config, workdir, batches, held)
+    trainer = TaskTrainer(config, workdir, batches, held, init_weights=init_weights)
     selection = trainer.run(num_steps or task.train_steps)
     mpp = _patch_file_mpp(patches, config.synthesis.mpp) if patches else config.synthesis.mpp
     settings = export.inference_settings(config, target, selection, selection["thresholds"], mpp)

@@ -25,6 +25,21 @@ def test_blocky_field_is_constant_on_aligned_blocks():
     assert 120 < values.mean() < 135 and values.min() < 5 and values.max() > 250
 
 
+def test_clearing_share_follows_the_area_thresholds():
+    """Release rule: under the small area U(0, 15); above the large one 10 + U(0, 42);
+    between, U(0, 15) with p 0.4 else U(0, 42)."""
+    def shares(area, thresholds):
+        return np.array([textures.transparency_percentile(np.random.default_rng(i), area,
+                                                          thresholds) for i in range(400)])
+
+    release = shares(290.0, (800.0, 2400.0))  # a cpu_small-sized nucleus, release thresholds
+    assert release.max() < 15.0
+    scaled = shares(290.0, (240.0, 720.0))  # the same nucleus, thresholds in its own scale
+    assert scaled.max() > 30.0 and 0.2 < (scaled > 15.0).mean() < 0.5  # ≈ 0.6 · 27/42 = 0.39
+    large = shares(800.0, (240.0, 720.0))
+    assert large.min() >= 10.0 and large.max() <= 52.0
+
+
 def test_colour_jitter_formula():
     rng = np.random.default_rng(3)
     u = np.random.default_rng(3).random(6)

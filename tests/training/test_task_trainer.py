@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from simgan_histo import config as config_lib
+from simgan_histo.training import gan_export
 from simgan_histo.training import task_data
 from simgan_histo.training import task_trainer
 from tests.training import toy_data
@@ -63,6 +64,28 @@ def test_resume_is_bit_exact(tmp_path, patches):
     assert curves[0] == curves[1] and [r["step"] for r in curves[0]] == list(range(1, 7))
     assert (tmp_path / "straight" / "validation.jsonl").read_text() == (
         tmp_path / "resumed" / "validation.jsonl").read_text()
+
+
+def test_warm_start_loads_the_given_weights_and_a_checkpoint_takes_precedence(tmp_path, patches):
+    config = _config()
+    donor = _trainer(config, tmp_path / "donor", patches, validation=False)
+    donor.run(3)
+    weights = gan_export.save_task_weights(donor.model, tmp_path / "gan" / "task.weights.h5")
+    files = task_data.PatchFiles([patches], 0.25, 64, seed=0)
+    batches = task_data.TaskBatches(config.task, files, seed=0)
+    fresh = _trainer(config, tmp_path / "fresh", patches, validation=False)
+    started = task_trainer.TaskTrainer(config, tmp_path / "warm", batches, init_weights=weights)
+    assert started.restore_or_initialize() == 0
+    for own, given in zip(started.model.weights, donor.model.weights):
+        np.testing.assert_array_equal(np.asarray(own), np.asarray(given))
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(donor.model.weights, fresh.model.weights))
+    started.run(6)  # checkpoints at 3 and 6
+    trained = [np.asarray(w).copy() for w in started.model.weights]
+    resumed = task_trainer.TaskTrainer(config, tmp_path / "warm", batches, init_weights=weights)
+    assert resumed.restore_or_initialize() == 6
+    for own, expected in zip(resumed.model.weights, trained):
+        np.testing.assert_array_equal(np.asarray(own), expected)
 
 
 def test_batches_are_a_function_of_seed_and_step(patches):
