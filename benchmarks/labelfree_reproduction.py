@@ -90,7 +90,7 @@ def write_figures(workdir: pathlib.Path, records: dict, config, tissue, organs, 
     import tensorflow as tf
     from simgan_histo import synthesis
     from simgan_histo.evaluation import realism
-    from simgan_histo.training import export, rescore, task_data
+    from simgan_histo.training import export, gan_export, rescore, task_data
 
     first_per_organ = {}
     for path in tissue:
@@ -105,12 +105,14 @@ def write_figures(workdir: pathlib.Path, records: dict, config, tissue, organs, 
     refine = export.load_serving_function(records["refiner"]["refiner_export"])
     refined = refine(image=tf.constant(np.repeat(initial, tissues, 0), tf.float32),
                      reference=tf.constant(np.tile(references, (count, 1, 1, 1)), tf.float32))
-    refined = np.clip(np.rint(refined["refined"].numpy()), 0, 255).astype(np.uint8)
+    refined = gan_export.refined_to_uint8(refined)
     figures.refinement_figure(folder / "fig6_refinement.png", initial, references,
                               refined.reshape((count, tissues) + refined.shape[1:]))
     patches = task_data.PatchFiles([records["refiner"]["patches"]])
-    weights = rescore.rescore(patches, records["refiner"]["discriminator_export"],
-                              config.gan.importance_ratio, config.gan.importance_clip)
+    saved = records["task"].get("rescored_weights")  # what the task net trained with
+    weights = (np.load(saved) if saved else
+               rescore.rescore(patches, records["refiner"]["discriminator_export"],
+                               config.gan.importance_ratio, config.gan.importance_clip))
     top, bottom = figures.extremes(weights, FIG7_PATCHES)
     shown = np.concatenate([top, bottom])
     pictures = dict(zip(shown.tolist(), patches.read(shown, ["image"])["image"]))

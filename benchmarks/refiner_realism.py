@@ -50,13 +50,14 @@ TARGETS = {"swd_reduction": 0.10, "dice_ratio": 0.95}
 def refine_with_export(export_root: pathlib.Path, images, references, batch: int = 32):
     """uint8 refined patches from the newest SavedModel version under `export_root`."""
     tf = tf_setup.import_tensorflow()
+    from simgan_histo.training import gan_export  # pylint: disable=import-outside-toplevel
     version = max((p for p in export_root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     serve = tf.saved_model.load(str(version)).signatures["serving_default"]
     out = []
     for start in range(0, len(images), batch):
         refined = serve(image=tf.constant(images[start:start + batch], tf.float32),
                         reference=tf.constant(references[start:start + batch], tf.float32))
-        out.append(np.clip(np.rint(refined["refined"].numpy()), 0, 255).astype(np.uint8))
+        out.append(gan_export.refined_to_uint8(refined))
     return np.concatenate(out), str(version)
 
 

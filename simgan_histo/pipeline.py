@@ -109,4 +109,5 @@ def _task_stage(config, folder: pathlib.Path, patches: str, rescore: Optional[st
     return _mark_done(folder, {"export": str(result["export"]),
                                "selection": result["selection"],
                                "real_images": result["real_images"],
-                               "init_weights": init_weights})
+                               "init_weights": init_weights,
+                               "rescored_weights": result["rescored_weights"]})

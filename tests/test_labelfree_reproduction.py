@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -49,6 +50,8 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     for name in line["figures"]["overlays"] + ["fig6_refinement.png", "fig7_importance.png"]:
         assert (figures / name).stat().st_size > 1000, name
     buffer_rows = line["figures"]["importance"]["n"]
+    # Fig. 7 shows the weights the task net trained with (saved by the task stage).
+    assert len(np.load(task_record["rescored_weights"])) == buffer_rows
     assert buffer_rows > 0 and 0.0 <= line["figures"]["importance"]["at_high"] <= 1.0
     # A second run finds every stage done and reproduces the numbers from the export.
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -13,6 +13,7 @@ import os
 import pathlib
 import shutil
 
+import numpy as np
 import tensorflow as tf
 
 from simgan_histo.training import export as task_export
@@ -43,6 +44,12 @@ class DiscriminatorServing(tf.Module):
         logits = self.model({"image": image / 127.5 - 1.0, "reference": reference / 127.5 - 1.0},
                             training=False)
         return {"logits": tf.cast(logits, tf.float32)}
+
+
+def refined_to_uint8(output) -> np.ndarray:
+    """The refiner SavedModel's output dict → uint8 patches, rounded and clipped as the
+    trainer stores refined patches in its buffer."""
+    return np.clip(np.rint(np.asarray(output["refined"])), 0, 255).astype(np.uint8)
 
 
 def save_module(module, export_dir, config) -> pathlib.Path:

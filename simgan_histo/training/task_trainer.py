@@ -221,6 +221,9 @@ def _validation_set(validation: str, patches):
                      f"'none'")
 
 
+RESCORED_WEIGHTS = "rescored_weights.npy"  # per patch-file row, when --rescore_with is given
+
+
 def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synthetic",
                rescore_with=None, num_steps=None, export_dir=None, init_weights=None) -> dict:
     """Trains the task net and exports it (the library behind `train_task.py`).
@@ -239,7 +242,8 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
 
     Returns:
       {"export": version folder, "selection": how the stopping point and thresholds were
-       chosen, "stain_target": (mean, std), "real_images": real labeled images used}.
+       chosen, "stain_target": (mean, std), "real_images": real labeled images used,
+       "rescored_weights": the `.npy` of re-scored weights, or None}.
     """
 
     task, seed = config.task, config.runtime.seed
@@ -249,9 +253,11 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
     held_out = task.validation_fraction if validation == "synthetic" else 0.0
     patches = (task_data.PatchFiles(patch_paths, held_out, task.max_validation_patches, seed)
                if patch_paths else None)
+    rescored = None
     if patches is not None and rescore_with:
         patches.weights = rescore.rescore(patches, rescore_with, config.gan.importance_ratio,
                                           config.gan.importance_clip)
+        rescored = _save_weights(workdir / RESCORED_WEIGHTS, patches.weights)
     real = task_data.LabeledImages(real_dir, min_size=task.crop_size) if real_dir else None
     held = _validation_set(validation, patches)
     target = _stain_target(patches, real, seed)
@@ -264,7 +270,16 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
                                     settings)
     logging.info("exported %s (selection %s)", path, selection)
     return {"export": path, "selection": selection, "stain_target": target,
-            "real_images": len(real) if real is not None else 0}
+            "real_images": len(real) if real is not None else 0, "rescored_weights": rescored}
+
+
+def _save_weights(path: pathlib.Path, weights: np.ndarray) -> str:
+    """The re-scored weights of every patch-file row (`.npy`), written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, weights)
+    tmp.replace(path)
+    return str(path)
 
 
 def _stain_target(patches, real, seed):
