@@ -24,7 +24,7 @@ from absl import logging
 
 from simgan_histo.models import discriminator as discriminator_lib
 from simgan_histo.models import refiner as refiner_lib
-from simgan_histo.models import unet
+from simgan_histo.models import task_net as task_net_lib
 from simgan_histo.training import importance
 from simgan_histo.training import losses
 from simgan_histo.training import schedule
@@ -76,7 +76,8 @@ class RefinerTrainer:
         with self.strategy.scope():
             self.refiner = refiner_lib.build_refiner(config.refiner)
             self.discriminator = discriminator_lib.build_discriminator(config.discriminator)
-            self.task_net = unet.build_unet(config.task)
+            # The configured architecture, so the pipeline's task net can start from this one.
+            self.task_net = task_net_lib.build_task_net(config.task)
             self.refiner_optimizer = make_optimizer(
                 gan.optimizer, gan.refiner_learning_rate, gan.momentum, gan.max_grad_norm)
             self.discriminator_optimizer = make_optimizer(
