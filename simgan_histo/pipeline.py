@@ -2,7 +2,8 @@
 
 tissue → synthesis (in-process) → refiner/discriminator with importance weights and hard
 examples → history buffer → task net (started from the GAN's jointly trained one, weights
-re-scored by the final D, thresholds chosen on held-out synthetic patches) → exported SavedModel with inference.json.
+re-scored by the final D, thresholds chosen on held-out synthetic patches) → exported
+SavedModel with inference.json.
 
 Each stage writes into its own folder under the workdir and leaves a done-marker, so a
 killed run started again with the same command continues where it stopped (the refiner

@@ -174,8 +174,7 @@ def nuclear_texture(rng, eosin: np.ndarray, colour: np.ndarray, config) -> np.nd
     return planes
 
 
-def transparency_percentile(rng, mean_area: float,
-                            area_px: Tuple[float, float] = (800.0, 2400.0)) -> float:
+def transparency_percentile(rng, mean_area: float, area_px: Tuple[float, float]) -> float:
     """Share of nuclear pixels cleared (release `transpar_per`), from the mean nucleus area
     and the two area thresholds (`SynthesisConfig.clearing_area_px`)."""
     small, large = area_px
@@ -207,7 +206,7 @@ def _percentile_threshold(texture: np.ndarray, percentile: float) -> int:
 
 
 def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray, mean_area: float,
-                area_px: Tuple[float, float] = (800.0, 2400.0)) -> Tuple[np.ndarray, float]:
+                area_px: Tuple[float, float]) -> Tuple[np.ndarray, float]:
     """Opaque nuclear pixels: chromatin clearing with a kept edge (release step 6).
 
     Args:

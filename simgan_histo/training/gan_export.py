@@ -16,6 +16,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from simgan_histo.evaluation import predict_lib
 from simgan_histo.training import export as task_export
 
 _IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="image")
@@ -76,10 +77,7 @@ def save_task_weights(model, path) -> pathlib.Path:
     """Keras weights of the GAN's task net, written atomically (the pipeline's task stage
     starts from them)."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}.weights.h5")  # Keras wants the suffix
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
+    predict_lib.atomic_write(path, model.save_weights, ".weights.h5")  # Keras wants the suffix
     return path
 
 

@@ -22,6 +22,7 @@ from absl import logging
 from tqdm import tqdm
 
 from simgan_histo import stain
+from simgan_histo.evaluation import predict_lib
 from simgan_histo.models import task_net
 from simgan_histo.training import export
 from simgan_histo.training import rescore
@@ -275,10 +276,7 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
 
 def _save_weights(path: pathlib.Path, weights: np.ndarray) -> str:
     """The re-scored weights of every patch-file row (`.npy`), written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, weights)
-    tmp.replace(path)
+    predict_lib.atomic_write(path, lambda tmp: np.save(tmp, weights), ".npy")
     return str(path)
 
 
