@@ -39,6 +39,27 @@ def test_missing_patch_file_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_missing_init_weights_is_a_clear_error(tmp_path):
+    patches = toy_data.write_patch_file(tmp_path / "a.h5", count=8, seed=1)
+    result = _run(f"--workdir={tmp_path / 'run'}", "--preset=tiny", f"--patches={patches}",
+                  f"--init_weights={tmp_path / 'no.weights.h5'}")
+    assert result.returncode == 2
+    assert "--init_weights file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_init_weights_of_another_network_is_a_clear_error(tmp_path):
+    patches = toy_data.write_patch_file(tmp_path / "a.h5", count=8, seed=1)
+    wrong = tmp_path / "other.weights.h5"  # an HDF5 file, but no task net's weights
+    wrong.write_bytes(patches.read_bytes())
+    result = _run(f"--workdir={tmp_path / 'run'}", "--preset=tiny", "--steps=2",
+                  f"--patches={patches}", f"--init_weights={wrong}")
+    assert result.returncode == 2
+    assert "could not be loaded" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_no_training_data_is_a_usage_error(tmp_path):
     result = _run(f"--workdir={tmp_path}", "--preset=tiny")
     assert result.returncode == 1
