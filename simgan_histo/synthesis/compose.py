@@ -219,7 +219,8 @@ def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
         mean_area, config.clearing_area_px)
     _lap(timer, "chromatin_clearing")
     weights = textures.blur_boundary(rng, opaque,
-                                     textures.blur_radius(rng, transparency, mean_area))
+                                     textures.blur_radius(rng, transparency, mean_area,
+                                                         config.clearing_area_px))
     _lap(timer, "boundary_blur")
     composite(planes, nuclear, weights[pad:pad + size, pad:pad + size], out["image"][row])
     _lap(timer, "composite")

@@ -25,6 +25,7 @@ _NUCLEAR_NOISE = np.array([3.2, 2.6, 5.2], np.float32)  # per-pixel noise amplit
 # rgb = exp(log(1e-6) · stains @ rgb_from_hed): a stain change is a gain exp(k · Δstain).
 _STAIN_TO_LOG_RGB = (np.log(1e-6) * skcolor.rgb_from_hed[:2]).astype(np.float64)
 _RING = np.ones((3, 3), np.uint8)
+RELEASE_CLEARING_PX = 800.0  # the release's first clearing threshold (`transpar_per`)
 F32 = cv2.CV_32F
 
 
@@ -205,6 +206,12 @@ def _percentile_threshold(texture: np.ndarray, percentile: float) -> int:
     return int(np.searchsorted(np.cumsum(histogram), percentile / 100.0 * texture.size))
 
 
+def rim_width(rng, area_px: Tuple[float, float]) -> int:
+    """Width of the optional kept rim of a cleared nucleus: the release's U{5..16} px, which
+    assume its nuclei, scaled like the area thresholds (linear size: √(area_px[0] / 800))."""
+    return max(3, round(draws.randint(rng, 5, 17) * math.sqrt(area_px[0] / RELEASE_CLEARING_PX)))
+
+
 def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray, mean_area: float,
                 area_px: Tuple[float, float]) -> Tuple[np.ndarray, float]:
     """Opaque nuclear pixels: chromatin clearing with a kept edge (release step 6).
@@ -226,7 +233,7 @@ def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray, mean_area: float
     if draws.chance(rng, 0.66):
         edge = cv2.dilate(edge, _RING)
     if 10 < transparency < 30 and draws.chance(rng, 0.3):
-        width = draws.randint(rng, 5, 17)
+        width = rim_width(rng, area_px)
         rim = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
         edge = cv2.bitwise_or(edge, cv2.subtract(nucleus, cv2.erode(nucleus, rim)))
     if transparency >= 20:
@@ -270,10 +277,16 @@ def blur_boundary(rng, opaque: np.ndarray, radius: int) -> np.ndarray:
     return weights
 
 
-def blur_radius(rng, transparency: float, mean_area: float) -> int:
+def blur_radius(rng, transparency: float, mean_area: float,
+                area_px: Tuple[float, float] = (RELEASE_CLEARING_PX, 3 * RELEASE_CLEARING_PX)
+                ) -> int:
     """Boundary-blur radius 3/5/7: wider for large or cleared nuclei (the release's choice
-    depends on both; its exact rule is not documented, this keeps its direction)."""
-    choices = (3, 5) if mean_area < 800 else (3, 5, 7) if mean_area < 2400 else (5, 7)
+    depends on both; its exact rule is not documented, this keeps its direction). The area
+    steps are the clearing's (`area_px`), and the radii scale with them (linear size), so
+    that a preset with smaller nuclei does not blur them relatively more."""
+    small, large = area_px
+    choices = (3, 5) if mean_area < small else (3, 5, 7) if mean_area < large else (5, 7)
     if transparency > 30:
         choices = choices[-2:]
-    return choices[draws.randint(rng, 0, len(choices))]
+    scale = math.sqrt(small / RELEASE_CLEARING_PX)
+    return max(1, round(choices[draws.randint(rng, 0, len(choices))] * scale))

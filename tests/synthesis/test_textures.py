@@ -40,6 +40,31 @@ def test_clearing_share_follows_the_area_thresholds():
     assert large.min() >= 10.0 and large.max() <= 52.0
 
 
+def test_blur_radius_scales_with_the_clearing_thresholds():
+    """Release thresholds: radii 3/5 under 800 px, 3/5/7 up to 2400. Thresholds 240/720 are
+    the release's × 0.3, so the radii are × √0.3 ≈ 0.548 and rounded: 3/5/7 → 2/3/4."""
+    def radii(area, thresholds):
+        return {textures.blur_radius(np.random.default_rng(i), 5.0, area, thresholds)
+                for i in range(60)}
+
+    assert radii(500.0, (800.0, 2400.0)) == {3, 5}
+    assert radii(1000.0, (800.0, 2400.0)) == {3, 5, 7}
+    assert radii(100.0, (240.0, 720.0)) == {2, 3}
+    assert radii(500.0, (240.0, 720.0)) == {2, 3, 4}
+    assert radii(500.0, (800.0, 2400.0)) == radii(500.0, textures.RELEASE_CLEARING_PX
+                                                   * np.array([1.0, 3.0]))
+
+
+def test_clearing_rim_width_scales_with_the_thresholds():
+    """Release: U{5..16} px. Thresholds 240/720 (× 0.3): × √0.3, rounded, at least 3 —
+    5 → 3, 16 → 9; the same draw gives the scaled value of the release's."""
+    release = [textures.rim_width(np.random.default_rng(i), (800.0, 2400.0)) for i in range(300)]
+    scaled = [textures.rim_width(np.random.default_rng(i), (240.0, 720.0)) for i in range(300)]
+    assert set(release) == set(range(5, 17))
+    assert set(scaled) == {round(w * 0.3 ** 0.5) for w in range(5, 17)} == set(range(3, 10))
+    assert all(s == max(3, round(r * 0.3 ** 0.5)) for r, s in zip(release, scaled))
+
+
 def test_colour_jitter_formula():
     rng = np.random.default_rng(3)
     u = np.random.default_rng(3).random(6)
