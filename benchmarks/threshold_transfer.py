@@ -1,0 +1,99 @@
+"""How much of a label-free run's test gap is the transfer of its choices? (a DIAGNOSIS)
+
+Usage: python benchmarks/threshold_transfer.py --run=runs/repro_kumar_b30_v2
+
+For a finished `labelfree_reproduction.py` workdir: (1) the watershed thresholds on a grid
+wider than the run's, scored on the run's own held-out synthetic patches — is the selected
+point an interior optimum or a grid edge? (2) on the run's test images, the exported
+thresholds against the best thresholds *for the test set* (an oracle), with and without
+the export's stain normalisation. The oracle uses test labels: it measures what better
+threshold or stain choices could give at most, and must never be used to choose them.
+Last stdout line: one JSON object.
+"""
+
+import dataclasses
+import json
+import pathlib
+import sys
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+RUN = flags.DEFINE_string("run", None, "A finished labelfree_reproduction.py workdir.",
+                          required=True)
+SEGS = flags.DEFINE_list("seg", ["0.45", "0.6", "0.75", "0.85"],
+                         "Segmentation thresholds of the wide grid.")
+DETS = flags.DEFINE_list("det", ["0.02", "0.03", "0.07", "0.15"],
+                         "Detection thresholds of the wide grid.")
+SIGMAS = flags.DEFINE_list("sigma", ["1", "2", "3"], "Detection smoothing σ of the wide grid.")
+
+
+def score_grid(model, images, labels, task_config, name):
+    """{selected, best} of the wide grid on these images (AJI and Dice-avg, per-image means)."""
+    # pylint: disable=import-outside-toplevel
+    from simgan_histo.training import task_validation
+    chosen = model.settings.thresholds
+    task_config = dataclasses.replace(  # the exported point is always on the grid
+        task_config,
+        seg_threshold_grid=tuple(sorted({*task_config.seg_threshold_grid, chosen.seg_threshold})),
+        det_threshold_grid=tuple(sorted({*task_config.det_threshold_grid, chosen.det_threshold})),
+        det_sigma_grid=tuple(sorted({*task_config.det_sigma_grid, chosen.det_sigma})))
+    maps = []
+    for image in images:
+        segmentation, detection = model.predict_maps(image)
+        maps.append({"segmentation": segmentation, "detection": detection})
+    held = task_validation.ValidationSet(name, list(images), [None] * len(images), list(labels))
+    result = task_validation.grid_search(maps, held, task_config)
+    selected = [row for row in result["grid"] if row[:3] == [chosen.seg_threshold,
+                                                             chosen.det_threshold,
+                                                             chosen.det_sigma]]
+    return {"selected": ({"aji": round(selected[0][4], 4), "dice_avg": round(selected[0][5], 4)}
+                         if selected else None),
+            "best": {**result["thresholds"], "aji": round(result["scores"]["aji"], 4),
+                     "dice_avg": round(result["scores"]["dice_avg"], 4)}}
+
+
+def main(argv):
+    del argv
+    # pylint: disable=import-outside-toplevel
+    from simgan_histo import tf_setup
+    tf_setup.import_tensorflow()
+    import cv2
+    import simgan_histo
+    from simgan_histo import config as config_lib
+    from simgan_histo.training import task_data, task_validation
+
+    run = pathlib.Path(RUN.value)
+    config = config_lib.Config.from_json((run / "config.json").read_text())
+    export = pathlib.Path(json.loads((run / "task" / "done.json").read_text())["export"])
+    task = config.replace(task={
+        "seg_threshold_grid": tuple(float(v) for v in SEGS.value),
+        "det_threshold_grid": tuple(float(v) for v in DETS.value),
+        "det_sigma_grid": tuple(float(v) for v in SIGMAS.value),
+        "selection_metric": "aji"}).task
+    # The held-out rows are a function of (files, fraction, cap, seed): the run's own.
+    buffer = run / "refiner" / "refined_patches.h5"
+    patch_file = buffer if buffer.exists() else run / "synthesis" / "patches.h5"
+    patches = task_data.PatchFiles([patch_file], config.task.validation_fraction,
+                                   config.task.max_validation_patches, config.runtime.seed)
+    synthetic = task_validation.synthetic_validation(patches)
+    # Synthetic patches are what the net trained on: no stain normalisation, as in training.
+    line = {"run": str(run), "export": str(export), "synthetic_patches": len(synthetic),
+            "synthetic": score_grid(simgan_histo.load(export, stain_norm="none"),
+                                    synthetic.images, synthetic.labels, task, "synthetic")}
+    names = sorted(path.name for path in (run / "test_images").iterdir())
+    images = [cv2.cvtColor(cv2.imread(str(run / "test_images" / name)), cv2.COLOR_BGR2RGB)
+              for name in names]
+    labels = [cv2.imread(str(run / "test_labels" / name), cv2.IMREAD_UNCHANGED)
+              for name in names]
+    for stain_norm in ("reinhard", "none"):
+        model = simgan_histo.load(export, stain_norm=stain_norm)
+        line[f"test_{stain_norm}"] = score_grid(model, images, labels, task, "test (oracle)")
+        print(f"test, stain {stain_norm}: {line[f'test_{stain_norm}']}", flush=True)
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    app.run(main)
