@@ -206,10 +206,16 @@ def _percentile_threshold(texture: np.ndarray, percentile: float) -> int:
     return int(np.searchsorted(np.cumsum(histogram), percentile / 100.0 * texture.size))
 
 
+def size_scale(area_px: Tuple[float, float]) -> float:
+    """Linear size of the nuclei that `area_px` (the clearing thresholds) are set for, relative
+    to the release's: the factor for the release's other pixel constants."""
+    return math.sqrt(area_px[0] / RELEASE_CLEARING_PX)
+
+
 def rim_width(rng, area_px: Tuple[float, float]) -> int:
     """Width of the optional kept rim of a cleared nucleus: the release's U{5..16} px, which
-    assume its nuclei, scaled like the area thresholds (linear size: √(area_px[0] / 800))."""
-    return max(3, round(draws.randint(rng, 5, 17) * math.sqrt(area_px[0] / RELEASE_CLEARING_PX)))
+    assume its nuclei, scaled like the area thresholds (`size_scale`)."""
+    return max(3, round(draws.randint(rng, 5, 17) * size_scale(area_px)))
 
 
 def mixing_mask(rng, nucleus: np.ndarray, clearing: np.ndarray, mean_area: float,
@@ -278,15 +284,13 @@ def blur_boundary(rng, opaque: np.ndarray, radius: int) -> np.ndarray:
 
 
 def blur_radius(rng, transparency: float, mean_area: float,
-                area_px: Tuple[float, float] = (RELEASE_CLEARING_PX, 3 * RELEASE_CLEARING_PX)
-                ) -> int:
+                area_px: Tuple[float, float]) -> int:
     """Boundary-blur radius 3/5/7: wider for large or cleared nuclei (the release's choice
     depends on both; its exact rule is not documented, this keeps its direction). The area
     steps are the clearing's (`area_px`), and the radii scale with them (linear size), so
-    that a preset with smaller nuclei does not blur them relatively more."""
+    that a preset with smaller nuclei does not blur them relatively more (`size_scale`)."""
     small, large = area_px
     choices = (3, 5) if mean_area < small else (3, 5, 7) if mean_area < large else (5, 7)
     if transparency > 30:
         choices = choices[-2:]
-    scale = math.sqrt(small / RELEASE_CLEARING_PX)
-    return max(1, round(choices[draws.randint(rng, 0, len(choices))] * scale))
+    return max(1, round(choices[draws.randint(rng, 0, len(choices))] * size_scale(area_px)))
