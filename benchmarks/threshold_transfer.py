@@ -57,25 +57,30 @@ def score_grid(model, images, labels, task_config, name):
 
 def main(argv):
     del argv
+    run = pathlib.Path(RUN.value)
+    stages = {stage: run / stage / "done.json" for stage in ("task", "refiner", "synthesis")}
+    if not stages["task"].exists():  # checked before TensorFlow starts
+        raise app.UsageError(f"{run}: no finished task stage ({stages['task']} is missing); "
+                             f"finish the run with labelfree_reproduction.py first")
     # pylint: disable=import-outside-toplevel
     from simgan_histo import tf_setup
     tf_setup.import_tensorflow()
-    import cv2
     import simgan_histo
     from simgan_histo import config as config_lib
+    from simgan_histo.evaluation import predict_lib
     from simgan_histo.training import task_data, task_validation
 
-    run = pathlib.Path(RUN.value)
     config = config_lib.Config.from_json((run / "config.json").read_text())
-    export = pathlib.Path(json.loads((run / "task" / "done.json").read_text())["export"])
+    export = pathlib.Path(json.loads(stages["task"].read_text())["export"])
     task = config.replace(task={
         "seg_threshold_grid": tuple(float(v) for v in SEGS.value),
         "det_threshold_grid": tuple(float(v) for v in DETS.value),
         "det_sigma_grid": tuple(float(v) for v in SIGMAS.value),
         "selection_metric": "aji"}).task
-    # The held-out rows are a function of (files, fraction, cap, seed): the run's own.
-    buffer = run / "refiner" / "refined_patches.h5"
-    patch_file = buffer if buffer.exists() else run / "synthesis" / "patches.h5"
+    # The patch file the task stage trained on (refined, or initial for no_gan), as the
+    # pipeline recorded it; its held-out rows are a function of (files, fraction, cap, seed).
+    producer = stages["refiner"] if stages["refiner"].exists() else stages["synthesis"]
+    patch_file = json.loads(producer.read_text())["patches"]
     patches = task_data.PatchFiles([patch_file], config.task.validation_fraction,
                                    config.task.max_validation_patches, config.runtime.seed)
     synthetic = task_validation.synthetic_validation(patches)
@@ -83,11 +88,9 @@ def main(argv):
     line = {"run": str(run), "export": str(export), "synthetic_patches": len(synthetic),
             "synthetic": score_grid(simgan_histo.load(export, stain_norm="none"),
                                     synthetic.images, synthetic.labels, task, "synthetic")}
-    names = sorted(path.name for path in (run / "test_images").iterdir())
-    images = [cv2.cvtColor(cv2.imread(str(run / "test_images" / name)), cv2.COLOR_BGR2RGB)
-              for name in names]
-    labels = [cv2.imread(str(run / "test_labels" / name), cv2.IMREAD_UNCHANGED)
-              for name in names]
+    paths = predict_lib.list_files(run / "test_images")
+    images = [predict_lib.read_rgb(path) for path in paths]
+    labels = [predict_lib.read_labels(run / "test_labels" / path.name) for path in paths]
     for stain_norm in ("reinhard", "none"):
         model = simgan_histo.load(export, stain_norm=stain_norm)
         line[f"test_{stain_norm}"] = score_grid(model, images, labels, task, "test (oracle)")

@@ -58,6 +58,26 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads(again.stdout.strip().splitlines()[-1])
     assert second["mean"] == line["mean"] and second["export"] == line["export"]
+    # The diagnosis re-derives the run's held-out synthetic patches and its test score.
+    diagnosis = subprocess.run([sys.executable, "benchmarks/threshold_transfer.py",
+                                f"--run={tmp_path / 'run'}"], cwd=REPO, capture_output=True,
+                               text=True, timeout=900)
+    assert diagnosis.returncode == 0, diagnosis.stderr[-3000:]
+    transfer = json.loads(diagnosis.stdout.strip().splitlines()[-1])
+    assert transfer["synthetic"]["selected"]["aji"] == pytest.approx(
+        task_record["selection"]["score"], abs=1e-4)
+    assert transfer["synthetic"]["best"]["aji"] >= transfer["synthetic"]["selected"]["aji"]
+    assert transfer["test_reinhard"]["selected"]["aji"] == pytest.approx(line["mean"]["aji"],
+                                                                        abs=1e-4)
+    assert transfer["test_reinhard"]["best"]["aji"] >= transfer["test_reinhard"]["selected"]["aji"]
+
+
+def test_threshold_transfer_of_an_unfinished_run_is_a_clear_error(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/threshold_transfer.py",
+                             f"--run={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert "no finished task stage" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_tiny_plus_real_mixes_the_tissue_labels_in(monuseg, tmp_path):
