@@ -97,6 +97,20 @@ def _check_disk(path: pathlib.Path, needed: int) -> None:
                       f"use another --workdir")
 
 
+def remove(path) -> int:
+    """Deletes a buffer (the HDF5 file and its commit record); returns the bytes freed.
+
+    The commit record goes first, so a kill in between leaves no record pointing at a
+    missing file (`open` then reports no committed buffer)."""
+    path = pathlib.Path(path)
+    freed = 0
+    for part in (_state_path(path), path):
+        if part.exists():
+            freed += part.stat().st_size
+            part.unlink()
+    return freed
+
+
 def _create_file(path: pathlib.Path, patch_size: int, rows: int, config_json: str,
                  buffer_id: str) -> None:
     """Writes the zero-filled file to a temporary name and renames it into place."""

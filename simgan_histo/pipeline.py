@@ -17,6 +17,7 @@ from typing import Optional
 
 from absl import logging
 
+from simgan_histo import buffer as buffer_lib
 from simgan_histo import synthesis
 from simgan_histo.training import refiner_run
 from simgan_histo.training import task_trainer
@@ -80,11 +81,22 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
 
 def _refiner_stage(config, folder: pathlib.Path, source) -> dict:
     done = _done(folder)
-    if done:
-        return done
-    summary = refiner_run.train_refiner(config, folder, source)
-    patches = refiner_run.buffer_patch_file(folder)
-    return _mark_done(folder, dict(summary, patches=str(patches)))
+    if not done:
+        summary = refiner_run.train_refiner(config, folder, source)
+        patches = refiner_run.buffer_patch_file(folder)
+        done = _mark_done(folder, dict(summary, patches=str(patches)))
+    _drop_history(folder, done["patches"])
+    return done
+
+
+def _drop_history(folder: pathlib.Path, patches: str) -> None:
+    """Deletes the GAN's history buffer once its patches are exported and the stage is
+    marked done: it is preallocated at full capacity (1.95 GB at cpu_small) and only a
+    resumed GAN run reads it, which a finished stage never is."""
+    freed = buffer_lib.remove(folder / refiner_run.BUFFER_NAME)
+    if freed:
+        logging.info("removed the finished GAN's history buffer (%.2f GB); its patches are "
+                     "in %s", freed / 1e9, patches)
 
 
 def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:

@@ -207,6 +207,19 @@ def test_export_is_an_ordinary_patch_file(tmp_path):
         np.testing.assert_array_equal(got[name], expected[name])
 
 
+def test_remove_deletes_the_file_and_its_commit_record(tmp_path):
+    path = tmp_path / "b.h5"
+    with buffer_lib.HistoryBuffer(path, SIZE, 6, "", seed=4) as buffer:
+        buffer.push(batch_for(0))
+        buffer.commit(1)
+    sizes = path.stat().st_size + (tmp_path / "b.h5.state.json").stat().st_size
+    assert buffer_lib.remove(path) == sizes
+    assert sorted(os.listdir(tmp_path)) == []
+    with pytest.raises(FileNotFoundError):
+        buffer_lib.HistoryBuffer.open(path)
+    assert buffer_lib.remove(path) == 0  # nothing left: not an error
+
+
 WRITER = """
 import sys
 from simgan_histo import buffer as buffer_lib

@@ -36,7 +36,12 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     assert line["n_images"] == 1 and line["seed"] == 3 and line["preset"] == "tiny"
     for key in ("dice1", "dice2", "dice_avg", "aji", "aji_plus", "pq"):
         assert 0.0 <= line["mean"][key] <= 1.0
-    assert (tmp_path / "run" / "refiner" / "done.json").exists()
+    refiner = tmp_path / "run" / "refiner"
+    assert (refiner / "done.json").exists()
+    # The finished GAN's history buffer is deleted; its patches stay in the export.
+    assert sorted(name for name in os.listdir(refiner) if name.startswith("history")) == []
+    assert json.loads((refiner / "done.json").read_text())["patches"] == str(
+        refiner / "refined_patches.h5")
     # The exported task net started from the GAN's jointly trained one.
     task_record = json.loads((tmp_path / "run" / "task" / "done.json").read_text())
     assert task_record["init_weights"] == str(
