@@ -528,7 +528,7 @@ def cpu_small() -> Config:
         # Chromatin clearing, its kept rim and the boundary blur use the release's thresholds
         # × 0.3 (per-patch mean nucleus area: median 290 px here, 966 px in the release): with
         # the release's own, clearing never passed 15 % and no nucleus was vesicular. Kumar
-        # budget 30, seeds 0–1: AJI 0.435 → 0.462, Prostate 0.29 → 0.47; Otsu-H Dice of 500
+        # budget 30, seeds 0–2: AJI 0.440 → 0.457, Prostate 0.30 → 0.45; Otsu-H Dice of 500
         # MoNuSeg patches 0.720 → 0.743 (BENCHMARKS.md).
         synthesis=SynthesisConfig(patch_size=128, nucleus_radius_range=(6.0, 10.0),
                                   size_bias_mean=(1.0, 0.06), size_bias_sd=0.2,
