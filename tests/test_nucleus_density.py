@@ -41,7 +41,7 @@ def test_counts_per_tile_against_the_labels(monuseg, tmp_path):
         tile = [tile.name for tile in source.tiles].index(row["image"])
         assert row["synthetic"] == pytest.approx(per_patch[batch["source"] == tile].mean(),
                                                  abs=0.05)
-        assert row["classical"] > 0
+        assert row["classical"] > 0 and row["components"] > 0
     test_labels = next((data / "test" / "labels").iterdir())
     labels = cv2.imread(str(test_labels), cv2.IMREAD_UNCHANGED)
     assert line["real_test"]["n"] == 1
