@@ -1,7 +1,7 @@
 """Do synthetic patches span the real nucleus densities? (a DIAGNOSIS, issue 9)
 
 Usage: python benchmarks/nucleus_density.py [--protocol=kumar] [--preset=cpu_small]
-           [--patches=1024]
+           [--patches=1024] [--count_source=release|classical]
 
 Synthesises `--patches` patches from the protocol's train images (as the reproduction does)
 and counts nuclei per 200² px per source tile, beside the label-free count of the classical
@@ -12,6 +12,7 @@ measure the gap; nothing here may be used to choose a setting (zero labels, DESI
 Last stdout line: one JSON object.
 """
 
+import dataclasses
 import json
 import pathlib
 import statistics
@@ -34,6 +35,8 @@ PRESET = flags.DEFINE_string("preset", "cpu_small", "Config preset (its synthesi
 PATCHES = flags.DEFINE_integer("patches", 1024, "Synthetic patches to count.")
 DATA = flags.DEFINE_string("data", None, "The monuseg2018 folder (default ../shared/datasets).")
 SEED = flags.DEFINE_integer("seed", 0, "Synthesis seed.")
+COUNT_SOURCE = flags.DEFINE_enum("count_source", None, ["release", "classical"],
+                                 "Override SynthesisConfig.count_source (default: the preset's).")
 PER = 200  # densities are per PER² px
 
 
@@ -70,6 +73,8 @@ def main(argv):
                         "datasets" / "monuseg2018")
     train, tests = protocols.protocol_files(data, PROTOCOL.value)
     config = config_lib.get_preset(PRESET.value).synthesis
+    if COUNT_SOURCE.value:
+        config = dataclasses.replace(config, count_source=COUNT_SOURCE.value)
     source = synthesis.TissueSource.from_paths(train, config, mpp=0.25)
     batch = synthesis.make_batch(source, SEED.value, range(PATCHES.value))
     per_patch = np.array([len(np.unique(labels)) - 1 for labels in batch["labels"]])
@@ -91,6 +96,7 @@ def main(argv):
               f"{row['classical']:15.1f} {row['components']:16.1f} {row['real']:10.1f}")
     paired = [(row["synthetic"], row["real"]) for row in rows if row["synthetic"] is not None]
     line = {"benchmark": "nucleus_density", "protocol": PROTOCOL.value, "preset": PRESET.value,
+            "count_source": config.count_source,
             "patch_size": config.patch_size, "patches": PATCHES.value, "per_px": PER,
             "synthetic_per_patch": summary(per_patch.tolist()),
             "synthetic_per_tile": summary([s for s, _ in paired]),

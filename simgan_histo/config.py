@@ -66,6 +66,11 @@ class SynthesisConfig:
     count_mean: Tuple[float, float] = (20.0, 30.0)  # N ~ N(a + b·dense, sd) per 400² (release)
     count_sd: float = 40.0  # (release)
     count_max: int = 256  # (release)
+    # What sets a patch's nucleus count. "release": N(a + b·dense, sd) above, from the tile's
+    # H-foreground *area*, which does not follow the real count (r 0.004 over the Kumar-train
+    # tiles; BENCHMARKS.md). "classical": Poisson with the mean the classical Otsu-H +
+    # watershed baseline counts in the same canvas of the tile (no labels; r 0.944).
+    count_source: str = "release"
     size_bias_mean: Tuple[float, float] = (1.2, 0.125)  # N(a + b·dense, sd) (release: 1/8)
     size_bias_sd: float = 0.32  # (release)
     # "Noise type 1" star polygons per 460² (release: 100), labelled background. Off: until now
@@ -113,6 +118,7 @@ class SynthesisConfig:
         _positive(self, "source_tile_px", "max_tiles_per_slide")
         _fraction(self, "quad_inset_fraction", "max_overlap", "empty_patch_probability",
                   "min_tissue_fraction")
+        _choice(self, "count_source", ("release", "classical"))
         _require(self.stain_scale_jitter < 1.0, "SynthesisConfig.stain_scale_jitter",
                  self.stain_scale_jitter, "< 1")
         _require(self.source_tile_px >= 2 * self.patch_size, "SynthesisConfig.source_tile_px",

@@ -179,9 +179,14 @@ def _plan(tiles: Sequence, config, seed: int, index: int) -> _Plan:
     tile = tiles[tile_index]
     size, margin = config.patch_size, config.margin_px
     patch, reference = tissue_positions(rng, tile, size, margin, config.min_tissue_fraction)
-    count = polygons.nucleus_count(rng, config, tile.density, size + 2 * margin)
-    bias = polygons.size_bias(rng, config, tile.density)
     x, y = patch
+    canvas = size + 2 * margin
+    if config.count_source == "classical":
+        count = polygons.classical_count(rng, config, tile.nuclei_in(x - margin, y - margin,
+                                                                     canvas), canvas)
+    else:
+        count = polygons.nucleus_count(rng, config, tile.density, canvas)
+    bias = polygons.size_bias(rng, config, tile.density)
     tissue = tile.tissue[y - margin:y + size + margin, x - margin:x + size + margin]
     return _Plan(rng, tile_index, patch, reference, count, bias, tissue)
 

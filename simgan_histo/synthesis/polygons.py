@@ -127,6 +127,13 @@ def nucleus_count(rng: np.random.Generator, config, density: float, canvas_px: i
     return int(min(max(round(count), 0), round(config.count_max * scale)))
 
 
+def classical_count(rng: np.random.Generator, config, found: int, canvas_px: int) -> int:
+    """Number of nuclei to place when `config.count_source == "classical"`: Poisson with the
+    mean `found`, the classical baseline's count on the same canvas of the tile."""
+    cap = round(config.count_max * (canvas_px / RELEASE_CANVAS_PX) ** 2)
+    return int(min(rng.poisson(found), cap))
+
+
 def size_bias(rng: np.random.Generator, config, density: float) -> float:
     """Per-patch radius multiplier `nsize_bias` ~ N(a + b·density, sd), kept >= 0.3."""
     mean = config.size_bias_mean[0] + config.size_bias_mean[1] * density

@@ -8,6 +8,7 @@ from simgan_histo import patch_file
 from simgan_histo import synthesis
 from simgan_histo.synthesis import compose
 from simgan_histo.synthesis import labels
+from tests.synthesis.conftest import small_config
 
 
 def test_batch_schema(source):
@@ -33,6 +34,19 @@ def test_patch_is_a_function_of_seed_and_index(source):
         np.testing.assert_array_equal(alone[field][0], among[field][1])
     other = synthesis.make_batch(source, 4, [5])
     assert not np.array_equal(alone["image"], other["image"])
+
+
+def test_classical_count_source_places_nuclei_where_the_tissue_has_them(tissue_dir):
+    config = small_config(count_source="classical")
+    classical = synthesis.TissueSource.from_paths(tissue_dir, config, mpp=0.25)
+    batch = synthesis.make_batch(classical, 0, range(160))
+    per_tile = {tile.name: np.mean([int(ids.max()) for ids in
+                                    batch["labels"][batch["source"] == index]])
+                for index, tile in enumerate(classical.tiles)}
+    # Real labels: HE-7129 has 63 nuclei per 200², A7-A13E 13 (BENCHMARKS.md).
+    dense, sparse = (per_tile[f"{name}.png"] for name in ("TCGA-HE-7129-01Z-00-DX1",
+                                                          "TCGA-A7-A13E-01Z-00-DX1"))
+    assert dense > 1.5 * sparse > 0
 
 
 def test_iterate_batches_walks_consecutive_indices(source):

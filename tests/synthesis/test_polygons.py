@@ -57,6 +57,17 @@ def test_quad_maps_its_source_quad_onto_the_canvas():
     np.testing.assert_allclose(corners, quad, atol=1e-3)
 
 
+def test_classical_count_is_poisson_around_the_classical_count_and_capped():
+    config = config_lib.SynthesisConfig()
+    draws = [polygons.classical_count(np.random.default_rng(i), config, 30, 230)
+             for i in range(4000)]
+    assert np.mean(draws) == pytest.approx(30.0, abs=0.5)
+    assert np.var(draws) == pytest.approx(30.0, abs=3.0)  # Poisson: variance = mean
+    # count_max (256 per 460²) scaled to a 230² canvas: at most 64.
+    assert polygons.classical_count(np.random.default_rng(0), config, 500, 230) == 64
+    assert polygons.classical_count(np.random.default_rng(0), config, 0, 230) == 0
+
+
 def test_count_follows_the_release_formula_scaled_by_area():
     config = config_lib.SynthesisConfig()
     draws = [polygons.nucleus_count(np.random.default_rng(i), config, 4.0, 230)
