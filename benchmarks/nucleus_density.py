@@ -7,8 +7,8 @@ Synthesises `--patches` patches from the protocol's train images (as the reprodu
 and counts nuclei per 200² px per source tile, beside the label-free count of the classical
 Otsu-H + watershed baseline on the same image (a candidate estimator of a tile's density).
 Then, using labels, counts the real nuclei per 200² px of the same train images and of the
-test images. The labels are read only to
-measure the gap; nothing here may be used to choose a setting (zero labels, DESIGN §5).
+test images. The labels are read only to measure the gap; nothing here may be used to choose
+a setting (zero labels, DESIGN §5).
 Last stdout line: one JSON object.
 """
 
@@ -20,8 +20,8 @@ import sys
 
 import numpy as np
 from absl import app
-from scipy import ndimage
 from absl import flags
+from scipy import ndimage
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
