@@ -29,6 +29,7 @@ from simgan_histo import config as config_lib  # pylint: disable=wrong-import-po
 from simgan_histo import synthesis  # pylint: disable=wrong-import-position
 from simgan_histo.evaluation import baseline  # pylint: disable=wrong-import-position
 from simgan_histo.evaluation import predict_lib, protocols  # pylint: disable=wrong-import-position
+from simgan_histo.synthesis import tissue  # pylint: disable=wrong-import-position
 
 PROTOCOL = flags.DEFINE_enum("protocol", "kumar", list(protocols.PROTOCOLS), "Data protocol.")
 PRESET = flags.DEFINE_string("preset", "cpu_small", "Config preset (its synthesis settings).")
@@ -48,13 +49,13 @@ def real_density(label_path: pathlib.Path) -> float:
 
 def classical_densities(image_path: pathlib.Path):
     """(nuclei, Otsu-H foreground components) per PER² px of the classical baseline (no
-    labels). Two of the baseline's settings (watershed h and distance smoothing) were picked
-    on MoNuSeg train labels; the components use none of them."""
+    labels). The nuclei are those `count_source="classical"` counts: the baseline with the
+    count's watershed settings, chosen on synthetic patches (benchmarks/count_settings.py)."""
     rgb = predict_lib.read_rgb(image_path)
     per = rgb.shape[0] * rgb.shape[1] / PER ** 2
     _, components = ndimage.label(baseline.foreground(rgb, baseline.DEFAULT_MPP,
                                                       baseline.ClassicalConfig()))
-    return int(baseline.segment(rgb).max()) / per, components / per
+    return len(tissue.classical_centres(rgb, baseline.DEFAULT_MPP)) / per, components / per
 
 
 def correlation(pairs) -> float:

@@ -107,14 +107,23 @@ class PreparedTile:
         return int(np.count_nonzero((cx >= x) & (cx < x + size) & (cy >= y) & (cy < y + size)))
 
 
+# The classical count's h-maxima height and distance smoothing (µm). The baseline's own two
+# were picked on MoNuSeg train labels, which hold Kumar's test images; these were chosen on
+# synthetic patches against their own instance maps, with no real label
+# (benchmarks/count_settings.py: count error 0.161 vs 0.213 with the baseline's, BENCHMARKS.md).
+COUNT_H_UM, COUNT_SMOOTH_UM = 0.0625, 0.125
+
+
 def classical_centres(rgb: np.ndarray, mpp: float) -> np.ndarray:
     """(K, 2) float32 x, y centroids of the nuclei the classical Otsu-H + watershed baseline
-    finds (`evaluation.baseline`; no labels): a count that follows the real one, unlike the
-    release's H-foreground area."""
+    finds (`evaluation.baseline`, with the count's settings above; no labels): a count that
+    follows the real one, unlike the release's H-foreground area."""
     # Imported here: only count_source "classical" needs it, and it adds ≈ 0.13 s (skimage
     # segmentation) to every synthesis import, spawned workers included.
     from simgan_histo.evaluation import baseline  # pylint: disable=import-outside-toplevel
-    labels = baseline.segment(rgb, mpp).ravel()
+    settings = dataclasses.replace(baseline.ClassicalConfig(), h_um=COUNT_H_UM,
+                                   distance_smooth_um=COUNT_SMOOTH_UM)
+    labels = baseline.segment(rgb, mpp, settings).ravel()
     count = int(labels.max())
     if count == 0:
         return np.zeros((0, 2), np.float32)
