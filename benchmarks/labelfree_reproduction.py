@@ -2,7 +2,8 @@
 
 Usage:
   python benchmarks/labelfree_reproduction.py --protocol=monuseg --workdir=runs/repro \
-      --budget_min=30 --seed=0 [--preset=cpu_small] [--export_dir=DIR] [--ablation=NAME]
+      --budget_min=30 --seed=0 [--preset=cpu_small] [--export_dir=DIR] [--ablation=NAME] \
+      [--task_steps=N]
 
 Protocols (DESIGN §5): `monuseg` trains on the 30 MoNuSeg train IMAGES (labels unused) and
 tests on the 14 MoNuSeg test images; `kumar` trains on the 16 Kumar-2017 train images and
@@ -37,6 +38,9 @@ ABLATION = flags.DEFINE_enum(
     ["none", "no_importance", "no_reference", "no_hard", "no_gan", "plus_real"],
     "Remove one ingredient, or plus_real: mix the tissue images' own labels into the task "
     "net's batches (paper Table 3).")
+TASK_STEPS = flags.DEFINE_integer(
+    "task_steps", None, "Task-net steps instead of the budget's share (a diagnosis: is the "
+    "task net's training the ceiling? A finished refiner stage in the workdir is reused).")
 FLAGS = flags.FLAGS
 
 MPP = 0.25  # MoNuSeg: 40×
@@ -128,6 +132,8 @@ def main(argv):
     started = time.perf_counter()
     config = ablate(budget.scaled_config(common.to_config(FLAGS), BUDGET_MIN.value),
                     ABLATION.value)
+    if TASK_STEPS.value is not None:
+        config = config.replace(task={"train_steps": TASK_STEPS.value})
     from simgan_histo import tf_setup  # pylint: disable=import-outside-toplevel
     tf_setup.configure(config.runtime)
     # pylint: disable=import-outside-toplevel

@@ -29,7 +29,8 @@ def _mini_monuseg(monuseg, root):
 def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     data = _mini_monuseg(monuseg, tmp_path / "data")
     command = [sys.executable, "benchmarks/labelfree_reproduction.py", "--protocol=monuseg",
-               f"--data={data}", f"--workdir={tmp_path / 'run'}", "--preset=tiny", "--seed=3"]
+               f"--data={data}", f"--workdir={tmp_path / 'run'}", "--preset=tiny", "--seed=3",
+               "--task_steps=3"]  # tiny's own is 2
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     line = json.loads(first.stdout.strip().splitlines()[-1])
@@ -47,6 +48,8 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     assert task_record["init_weights"] == str(
         tmp_path / "run" / "refiner" / "export" / "task_net.weights.h5")
     assert os.path.getsize(task_record["init_weights"]) > 1000
+    assert json.loads((tmp_path / "run" / "task" / "config.json").read_text())["task"][
+        "train_steps"] == 3
     figures = tmp_path / "run" / "figures"
     test_name = sorted(os.listdir(data / "test" / "images"))[0][:-len(".png")]
     organ = line["figures"]["overlays"][0].split("_")[2]
