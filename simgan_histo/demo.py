@@ -5,7 +5,6 @@ discriminator with importance weights → task net → SavedModel → `segment_s
 same slide. The sample slide is CC0, so the model it trains is free of data licences.
 """
 
-import json
 import pathlib
 
 from absl import logging
@@ -24,14 +23,13 @@ def run(config: config_lib.Config, workdir, slide=None, progress: bool = True) -
     slide_path = pathlib.Path(slide) if slide else sample_data.sample_slide_path()
     records = pipeline.run_labelfree(config, workdir, slide_path)
     segmentation = workdir / "segmentation"
-    done = segmentation / pipeline.DONE
-    if done.exists():
-        report = json.loads(done.read_text())
-    else:
+    key = pipeline.stage_key(config, upstream=False)
+    report = pipeline.finished(segmentation, key)
+    if report is None:
         model = model_lib.from_export(records["task"]["export"])
         report = segment.segment_slide(slide_path, model, segmentation, config.wsi,
                                        progress=progress)
-        pipeline._mark_done(segmentation, report)  # pylint: disable=protected-access
+        report = pipeline.mark_finished(segmentation, report, key)
     logging.info("demo finished: %d nuclei", report["nuclei"])
     return {
         "slide": str(slide_path),

@@ -7,9 +7,12 @@ SavedModel with inference.json.
 
 Each stage writes into its own folder under the workdir and leaves a done-marker, so a
 killed run started again with the same command continues where it stopped (the refiner
-and task stages also resume mid-stage from their checkpoints).
+and task stages also resume mid-stage from their checkpoints). The marker records the
+settings the stage was made with (`stage_key`); a run with other settings stops with an
+error instead of silently reusing it.
 """
 
+import hashlib
 import json
 import pathlib
 import time
@@ -25,12 +28,39 @@ from simgan_histo.training import task_trainer
 DONE = "done.json"
 
 
-def _done(folder: pathlib.Path) -> Optional[dict]:
+def stage_key(config, upstream: bool) -> str:
+    """Digest of what a stage's output depends on: the config's science, the seed and the
+    precision. The stages before the task net (`upstream`) leave out the task section, so
+    that a diagnosis can retrain only the task net on a finished refiner stage
+    (`--task_steps`)."""
+    science = json.loads(config.to_json())
+    runtime = science.pop("runtime")
+    if upstream:
+        science.pop("task")
+    science["runtime"] = {name: runtime[name] for name in ("seed", "precision")}
+    return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def finished(folder: pathlib.Path, key: str) -> Optional[dict]:
+    """The finished stage's record, or None.
+
+    Raises:
+      ValueError: the stage finished with other settings (markers written before keys
+        existed are trusted).
+    """
     marker = folder / DONE
-    return json.loads(marker.read_text()) if marker.exists() else None
+    if not marker.exists():
+        return None
+    record = json.loads(marker.read_text())
+    if record.get("stage_key", key) != key:
+        raise ValueError(f"{folder} finished with other settings (stage key "
+                         f"{record['stage_key']}, this run's {key}): use a new workdir, or "
+                         f"delete {folder} to redo that stage")
+    return record
 
 
-def _mark_done(folder: pathlib.Path, record: dict) -> dict:
+def mark_finished(folder: pathlib.Path, record: dict, key: str) -> dict:
+    record = dict(record, stage_key=key)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (DONE + ".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
@@ -80,11 +110,12 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
 
 
 def _refiner_stage(config, folder: pathlib.Path, source) -> dict:
-    done = _done(folder)
+    key = stage_key(config, upstream=True)
+    done = finished(folder, key)
     if not done:
         summary = refiner_run.train_refiner(config, folder, source)
         patches = refiner_run.buffer_patch_file(folder)
-        done = _mark_done(folder, dict(summary, patches=str(patches)))
+        done = mark_finished(folder, dict(summary, patches=str(patches)), key)
     _drop_history(folder, done["patches"])
     return done
 
@@ -100,7 +131,8 @@ def _drop_history(folder: pathlib.Path, patches: str) -> None:
 
 
 def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
-    done = _done(folder)
+    key = stage_key(config, upstream=True)
+    done = finished(folder, key)
     if done:
         return done
     count = config.gan.buffer_capacity
@@ -108,19 +140,20 @@ def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
     summary = synthesis.synthesize_to_file(source, out, count, seed=config.runtime.seed,
                                            workers=config.runtime.workers,
                                            config_json=config.to_json())
-    return _mark_done(folder, dict(summary, patches=str(out)))
+    return mark_finished(folder, dict(summary, patches=str(out)), key)
 
 
 def _task_stage(config, folder: pathlib.Path, patches: str, rescore: Optional[str],
                 export_dir: pathlib.Path, real_dir=None, init_weights=None) -> dict:
-    done = _done(folder)
+    key = stage_key(config, upstream=False)
+    done = finished(folder, key)
     if done:
         return done
     result = task_trainer.train_task(config, folder, [patches], real_dir=real_dir,
                                      rescore_with=rescore, export_dir=export_dir,
                                      init_weights=init_weights)
-    return _mark_done(folder, {"export": str(result["export"]),
+    return mark_finished(folder, {"export": str(result["export"]),
                                "selection": result["selection"],
                                "real_images": result["real_images"],
                                "init_weights": init_weights,
-                               "rescored_weights": result["rescored_weights"]})
+                               "rescored_weights": result["rescored_weights"]}, key)
