@@ -28,16 +28,17 @@ from simgan_histo.training import task_trainer
 DONE = "done.json"
 
 
-def stage_key(config, upstream: bool) -> str:
-    """Digest of what a stage's output depends on: the config's science, the seed and the
-    precision. The stages before the task net (`upstream`) leave out the task section, so
-    that a diagnosis can retrain only the task net on a finished refiner stage
-    (`--task_steps`)."""
+def stage_key(config, upstream: bool, inputs=()) -> str:
+    """Digest of what a stage's output depends on: the config's science, the seed, the
+    precision and the stage's `inputs` (e.g. which patches it trained on). The stages before
+    the task net (`upstream`) leave out the task section, so that a diagnosis can retrain
+    only the task net on a finished refiner stage (`--task_steps`)."""
     science = json.loads(config.to_json())
     runtime = science.pop("runtime")
     if upstream:
         science.pop("task")
     science["runtime"] = {name: runtime[name] for name in ("seed", "precision")}
+    science["inputs"] = [str(value) for value in inputs]
     return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -145,7 +146,8 @@ def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
 
 def _task_stage(config, folder: pathlib.Path, patches: str, rescore: Optional[str],
                 export_dir: pathlib.Path, real_dir=None, init_weights=None) -> dict:
-    key = stage_key(config, upstream=False)
+    # The no-GAN and "+ real data" ablations change the inputs, not the config.
+    key = stage_key(config, upstream=False, inputs=(patches, rescore, real_dir, init_weights))
     done = finished(folder, key)
     if done:
         return done

@@ -17,6 +17,7 @@ def test_stage_key_follows_the_settings_each_stage_depends_on():
         assert key != pipeline.stage_key(base.replace(gan={"joint_steps": 3}), upstream)
         assert key != pipeline.stage_key(base.replace(runtime={"precision": "mixed_bfloat16"}),
                                          upstream)
+        assert key != pipeline.stage_key(base, upstream, inputs=("synthesis/patches.h5",))
     more_steps = base.replace(task={"train_steps": 5})
     assert pipeline.stage_key(more_steps, True) == pipeline.stage_key(base, True)
     assert pipeline.stage_key(more_steps, False) != pipeline.stage_key(base, False)
