@@ -110,8 +110,14 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
     return records
 
 
+def _tissue_key(config, source) -> str:
+    """The upstream stages' key: the config and which tissue tiles they drew from (by name,
+    so a moved data folder still resumes)."""
+    return stage_key(config, upstream=True, inputs=[tile.name for tile in source.tiles])
+
+
 def _refiner_stage(config, folder: pathlib.Path, source) -> dict:
-    key = stage_key(config, upstream=True)
+    key = _tissue_key(config, source)
     done = finished(folder, key)
     if not done:
         summary = refiner_run.train_refiner(config, folder, source)
@@ -132,7 +138,7 @@ def _drop_history(folder: pathlib.Path, patches: str) -> None:
 
 
 def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
-    key = stage_key(config, upstream=True)
+    key = _tissue_key(config, source)
     done = finished(folder, key)
     if done:
         return done
