@@ -55,8 +55,7 @@ def main(argv):
     batch = synthesis.make_batch(source, SEED.value, range(PATCHES.value))
     rows = []
     for h_um, smooth_um in itertools.product(H_GRID.value, SMOOTH_GRID.value):
-        settings = dataclasses.replace(baseline.ClassicalConfig(), h_um=float(h_um),
-                                       distance_smooth_um=float(smooth_um))
+        settings = baseline.ClassicalConfig(h_um=float(h_um), distance_smooth_um=float(smooth_um))
         rows.append(baseline.count_score(batch["image"], batch["labels"], settings, MPP))
         print(json.dumps(rows[-1]), flush=True)
     best = min(rows, key=lambda row: (row["mean_abs_log"], -row["aji"]))

@@ -49,6 +49,11 @@ def _px(length_um: float, mpp: float) -> float:
     return length_um / mpp
 
 
+def _min_area_px(config: ClassicalConfig, mpp: float) -> int:
+    """The smallest instance kept, in whole pixels."""
+    return int(_px(_px(config.min_area_um2, mpp), mpp))
+
+
 def foreground(rgb: np.ndarray, mpp: float, config: ClassicalConfig) -> np.ndarray:
     """Nuclear foreground: Otsu on the smoothed hematoxylin density, cleaned up."""
     hematoxylin = ndimage.gaussian_filter(stain.hed(rgb)[..., 0], _px(config.smooth_um, mpp))
@@ -98,15 +103,14 @@ def segment(rgb: np.ndarray, mpp: float = DEFAULT_MPP,
     # Foreground blobs that got no marker (too flat) are kept whole.
     orphans, _ = ndimage.label(mask & (labels == 0))
     labels = np.where(orphans > 0, orphans + labels.max(), labels)
-    min_area_px = int(_px(_px(config.min_area_um2, mpp), mpp))
-    return watershed.filter_by_area(labels.astype(np.uint32), min_area_px, rgb.shape[0] *
-                                    rgb.shape[1])
+    return watershed.filter_by_area(labels.astype(np.uint32), _min_area_px(config, mpp),
+                                    rgb.shape[0] * rgb.shape[1])
 
 
 def true_counts(labels: np.ndarray, config: ClassicalConfig, mpp: float) -> np.ndarray:
     """Per instance map of `labels` (B, H, W), the instances of at least the baseline's
     smallest area (`min_area_um2`): the nuclei it could find."""
-    min_px = int(_px(_px(config.min_area_um2, mpp), mpp))
+    min_px = _min_area_px(config, mpp)
     return np.array([int((np.bincount(ids.ravel())[1:] >= min_px).sum()) for ids in labels])
 
 

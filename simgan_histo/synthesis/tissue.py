@@ -121,8 +121,7 @@ def classical_centres(rgb: np.ndarray, mpp: float) -> np.ndarray:
     # Imported here: only count_source "classical" needs it, and it adds ≈ 0.13 s (skimage
     # segmentation) to every synthesis import, spawned workers included.
     from simgan_histo.evaluation import baseline  # pylint: disable=import-outside-toplevel
-    settings = dataclasses.replace(baseline.ClassicalConfig(), h_um=COUNT_H_UM,
-                                   distance_smooth_um=COUNT_SMOOTH_UM)
+    settings = baseline.ClassicalConfig(h_um=COUNT_H_UM, distance_smooth_um=COUNT_SMOOTH_UM)
     labels = baseline.segment(rgb, mpp, settings).ravel()
     count = int(labels.max())
     if count == 0:
