@@ -23,26 +23,35 @@ def estimated_minutes(config) -> float:
     return COST_VS_CPU_SMALL[config.preset] * (gan + task) / 60.0
 
 
-def scaled_config(config, budget_min):
+def scaled_config(config, budget_min, task_share=None):
     """The preset with its joint phase and task-net steps scaled to about `budget_min` minutes.
 
     Warm-ups keep their lengths (they bring each network to a sane start, whatever the
     budget) unless they alone exceed the budget; then every phase shrinks by one factor.
     The GAN's own final task-net phase is dropped: the pipeline trains the exported task
     net from the buffer, and the GAN's task net only serves the hard-example loss.
+    `task_share` (0–1) gives that fraction of the minutes left after the warm-ups to the
+    task net and the rest to the joint phase; by default both keep the preset's ratio.
     """
+    if task_share is not None and not 0.0 < task_share < 1.0:
+        raise ValueError(f"task_share must lie in (0, 1), got {task_share}")
     config = config.replace(gan={"task_final_steps": 0})
     if budget_min is None:
         return config
     warmups = [phase for phase in PHASE_SECONDS if phase not in ("joint_steps", "task_final_steps")]
     total = estimated_minutes(config)
-    fixed = (COST_VS_CPU_SMALL[config.preset] / 60.0
-             * sum(getattr(config.gan, phase) * PHASE_SECONDS[phase] for phase in warmups))
+    cost = COST_VS_CPU_SMALL[config.preset] / 60.0  # minutes per idle cpu_small second
+    fixed = cost * sum(getattr(config.gan, phase) * PHASE_SECONDS[phase] for phase in warmups)
     if fixed < budget_min:
         scale, warm_scale = (budget_min - fixed) / (total - fixed), 1.0
     else:
         scale = warm_scale = budget_min / total
     phases = {phase: max(1, round(getattr(config.gan, phase) * warm_scale)) for phase in warmups}
-    phases["joint_steps"] = max(1, round(config.gan.joint_steps * scale))
-    return config.replace(gan=phases,
-                          task={"train_steps": max(2, round(config.task.train_steps * scale))})
+    joint = config.gan.joint_steps * scale
+    task = config.task.train_steps * scale
+    if task_share is not None:
+        rest = joint * PHASE_SECONDS["joint_steps"] + task * TASK_STEP_SECONDS
+        joint = rest * (1.0 - task_share) / PHASE_SECONDS["joint_steps"]
+        task = rest * task_share / TASK_STEP_SECONDS
+    phases["joint_steps"] = max(1, round(joint))
+    return config.replace(gan=phases, task={"train_steps": max(2, round(task))})

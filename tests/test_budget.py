@@ -33,3 +33,20 @@ def test_no_budget_keeps_the_preset():
     config = budget.scaled_config(preset, None)
     assert config.gan.joint_steps == preset.gan.joint_steps
     assert config.task.train_steps == preset.task.train_steps
+
+
+def test_task_share_splits_what_the_warmups_leave():
+    preset = config_lib.get_preset("cpu_small")
+    config = budget.scaled_config(preset, 50, task_share=0.75)
+    # 3000 s − 245.33 s of warm-ups = 2754.67 s: 3/4 at 0.65 s per task step = 3178.5 steps,
+    # 1/4 at 5.4 s per joint iteration = 127.5 iterations.
+    assert config.task.train_steps == 3178
+    assert config.gan.joint_steps == 128
+    assert config.gan.adversarial_steps == preset.gan.adversarial_steps
+    assert budget.estimated_minutes(config) == pytest.approx(50, abs=0.1)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, -0.2, 1.5])
+def test_task_share_outside_the_open_interval_is_refused(share):
+    with pytest.raises(ValueError, match="task_share"):
+        budget.scaled_config(config_lib.get_preset("cpu_small"), 30, task_share=share)

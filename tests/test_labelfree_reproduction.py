@@ -35,6 +35,7 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     line = json.loads(first.stdout.strip().splitlines()[-1])
     assert line["n_images"] == 1 and line["seed"] == 3 and line["preset"] == "tiny"
+    assert line["task_steps"] == 3 and line["task_share"] is None
     for key in ("dice1", "dice2", "dice_avg", "aji", "aji_plus", "pq"):
         assert 0.0 <= line["mean"][key] <= 1.0
     refiner = tmp_path / "run" / "refiner"
