@@ -44,6 +44,17 @@ SEED = flags.DEFINE_integer("seed", 77, "Synthesis seed.")
 MPP = 0.25
 
 
+def _grid_ok(values) -> bool:
+    try:
+        return len(values) > 0 and all(float(value) >= 0 for value in values)
+    except ValueError:
+        return False
+
+
+for _grid in (H_GRID, SMOOTH_GRID):
+    flags.register_validator(_grid, _grid_ok, f"--{_grid.name} needs one or more numbers >= 0")
+
+
 def main(argv):
     del argv
     data = pathlib.Path(DATA.value or pathlib.Path(__file__).resolve().parents[2] / "shared" /

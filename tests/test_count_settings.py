@@ -53,3 +53,11 @@ def test_command_scores_each_grid_point_and_picks_the_least_count_error(monuseg,
     best = min(line["rows"], key=lambda row: row["mean_abs_log"])
     assert line["chosen"] == {"h_um": best["h_um"], "smooth_um": best["smooth_um"]}
     assert line["patches"] == 4 and line["true_per_patch"] > 0
+
+
+@pytest.mark.parametrize("grid", ["--h_grid=", "--smooth_grid=-0.5", "--h_grid=0.1,abc"])
+def test_command_refuses_an_empty_or_bad_grid_before_any_work(grid):
+    result = subprocess.run([sys.executable, "benchmarks/count_settings.py", grid], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "needs one or more numbers >= 0" in result.stderr
