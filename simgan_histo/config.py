@@ -298,6 +298,9 @@ class TaskConfig:
     crop_size: int = 192  # training crop, px (a multiple of the stride, <= patch_size)
     batch_size: int = 10
     learning_rate: float = 1e-3
+    # "constant" (release) or "cosine": from learning_rate to 0 over train_steps, so the
+    # last steps average out Adam's noise instead of selecting among noisy iterates.
+    learning_rate_decay: str = "constant"
     train_steps: int = 10000
     validation_fraction: float = 0.1  # held-out synthetic patches
     roi_border_fraction: float = 0.125  # release: 50 px border of 400
@@ -337,6 +340,7 @@ class TaskConfig:
         _choice(self, "architecture", ("unet", "cnn15"))
         _choice(self, "selection_metric", ("aji", "dice_avg", "loss"))
         _choice(self, "jit_compile", ("auto", "on", "off"))
+        _choice(self, "learning_rate_decay", ("constant", "cosine"))
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",
                   "max_validation_patches")
         _fraction(self, "real_batch_fraction")

@@ -46,6 +46,13 @@ def _truncate_jsonl(path: pathlib.Path, max_step: int) -> None:
     path.write_text("".join(line + "\n" for line in lines))
 
 
+def learning_rate(task):
+    """The task net's learning rate or schedule (indexed by the optimizer's update count)."""
+    if task.learning_rate_decay == "cosine":
+        return keras.optimizers.schedules.CosineDecay(task.learning_rate, task.train_steps)
+    return task.learning_rate
+
+
 class TaskTrainer:
     """Trains `build_task_net(config.task)` on `batches`, selecting on `validation`."""
 
@@ -56,7 +63,7 @@ class TaskTrainer:
         self.batches, self.validation = batches, validation
         keras.utils.set_random_seed(config.runtime.seed)  # initial weights = f(seed)
         self.model = task_net.build_task_net(self.task)
-        self.optimizer = keras.optimizers.Adam(self.task.learning_rate)
+        self.optimizer = keras.optimizers.Adam(learning_rate(self.task))
         self.optimizer.build(self.model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, name="step")
         self.best_score = tf.Variable(-np.inf, dtype=tf.float64, name="best_score")

@@ -45,8 +45,18 @@ def test_tiny_unet_loss_falls_in_a_few_steps(tmp_path, patches):
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
 
 
-def test_resume_is_bit_exact(tmp_path, patches):
-    config = _config()
+def test_cosine_learning_rate_by_hand():
+    task = _config(learning_rate=1e-3, train_steps=8, learning_rate_decay="cosine").task
+    schedule = task_trainer.learning_rate(task)
+    # lr · (1 + cos(π · step / 8)) / 2
+    for step, expected in ((0, 1e-3), (2, 1e-3 * (1 + 2 ** -0.5) / 2), (4, 5e-4), (8, 0.0)):
+        assert float(schedule(step)) == pytest.approx(expected, abs=1e-9)
+    assert task_trainer.learning_rate(_config(learning_rate=2e-3).task) == 2e-3
+
+
+@pytest.mark.parametrize("decay", ["constant", "cosine"])
+def test_resume_is_bit_exact(tmp_path, patches, decay):
+    config = _config(learning_rate_decay=decay)
     straight = _trainer(config, tmp_path / "straight", patches)
     straight.run(6)
     interrupted = _trainer(config, tmp_path / "resumed", patches)
