@@ -299,7 +299,8 @@ class TaskConfig:
     batch_size: int = 10
     learning_rate: float = 1e-3
     # "constant" (release) or "cosine": from learning_rate to 0 over train_steps, so the
-    # last steps average out Adam's noise instead of selecting among noisy iterates.
+    # last steps average out Adam's noise instead of selecting among noisy iterates. One
+    # Kumar seed scored lower with cosine (BENCHMARKS.md, "fourth row"), so no preset uses it.
     learning_rate_decay: str = "constant"
     train_steps: int = 10000
     validation_fraction: float = 0.1  # held-out synthetic patches
