@@ -307,6 +307,11 @@ class TaskConfig:
     roi_border_fraction: float = 0.125  # release: 50 px border of 400
     roi_border_weight: float = 0.01  # release
     detection_dilation: int = 3  # release: 3×3 dilation of the centroid bit
+    # Detection head's target: "centroid" (release: the dilated centroid bit) or "core"
+    # (each nucleus' inner part beyond core_fraction of its largest inner distance; grows
+    # with the nucleus, training/detection_target.py).
+    detection_target: str = "centroid"
+    core_fraction: float = 0.5
     use_importance_weights: bool = True
     seg_threshold: float = 0.33  # release run_wsi_seg_nuclei.sh
     det_threshold: float = 0.07  # release
@@ -342,6 +347,9 @@ class TaskConfig:
         _choice(self, "selection_metric", ("aji", "dice_avg", "loss"))
         _choice(self, "jit_compile", ("auto", "on", "off"))
         _choice(self, "learning_rate_decay", ("constant", "cosine"))
+        _choice(self, "detection_target", ("centroid", "core"))
+        _require(0.0 <= self.core_fraction < 1.0, "TaskConfig.core_fraction", self.core_fraction,
+                 "in [0, 1)")
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",
                   "max_validation_patches")
         _fraction(self, "real_batch_fraction")

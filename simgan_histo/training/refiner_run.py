@@ -19,6 +19,7 @@ from absl import logging
 from tqdm import tqdm
 
 from simgan_histo import buffer as buffer_lib
+from simgan_histo.training import detection_target
 from simgan_histo.training import gan_data
 from simgan_histo.training import gan_export
 from simgan_histo.training import refiner_trainer
@@ -117,7 +118,7 @@ class TrainingLoop:
         for update in range(plan.refiner_updates):
             batch = self.inputs.synthetic(iteration, "refiner", update, self.gan.batch_size)
             values, refined = trainer.refiner_step(
-                *trainer.distribute(batch["image"], batch["reference"], batch["mask"]),
+                *trainer.distribute(batch["image"], batch["reference"], self.task_mask(batch)),
                 plan.adversarial)
             scalars.append(values)
             current = dict(batch, initial=batch["image"],
@@ -125,6 +126,12 @@ class TrainingLoop:
         if plan.push and current is not None:
             self.push(iteration, current)
         return current
+
+    def task_mask(self, batch: dict) -> np.ndarray:
+        """The batch's bit masks with what the task loss's detection target needs."""
+        task = self.config.task
+        return detection_target.with_core(batch["mask"], batch["labels"],
+                                          task.detection_target, task.core_fraction)
 
     def push(self, iteration: int, current: dict) -> None:
         """Refined patches → buffer, with weights from D once D has been trained."""
@@ -149,9 +156,10 @@ class TrainingLoop:
                 "history_d" if role == "discriminator" else "history_task", update, self.history)
         if current is None or len(current["image"]) < fresh_size:
             current = self.fresh_refined(iteration, role, update, fresh_size)
-        parts = [{key: current[key][:fresh_size] for key in ("image", "reference", "mask")}]
+        keys = ("image", "reference", "mask", "labels")
+        parts = [{key: current[key][:fresh_size] for key in keys}]
         if history:
-            parts.append({key: history[key] for key in ("image", "reference", "mask")})
+            parts.append({key: history[key] for key in keys})
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}, current
 
     def discriminator_updates(self, iteration, plan, current, scalars):
@@ -168,7 +176,7 @@ class TrainingLoop:
         for update in range(plan.task_updates):
             batch, _ = self.mixed_fakes(iteration, "task", update, None)
             scalars.append(trainer.task_step(
-                *trainer.distribute(batch["image"], batch["reference"], batch["mask"]),
+                *trainer.distribute(batch["image"], batch["reference"], self.task_mask(batch)),
                 self.gan.use_importance_weights))
 
     def iterate(self, iteration: int) -> dict:

@@ -110,7 +110,8 @@ class RefinerTrainer:
 
     def _task_per_sample(self, images, masks, training: bool):
         logits = self.task_net(images, training=training)["logits"]
-        targets = task_loss.targets_from_mask(masks, self.task_config.detection_dilation)
+        targets = task_loss.targets_from_mask(masks, self.task_config.detection_dilation,
+                                              self.task_config.detection_target)
         return task_loss.per_sample_loss(logits, targets, self.roi)["total"]
 
     def _average(self, per_sample, global_size: int):

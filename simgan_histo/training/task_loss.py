@@ -1,7 +1,8 @@
 """The task net's loss (DESIGN §1.4–1.5; release `model.py::_build_loss`), as pure functions.
 
 Targets come from the release bit mask (1 nucleus, 2 contour, 4 centroid):
-segmentation = bit 1; detection = bit 4 dilated with a k×k square (release: 3×3).
+segmentation = bit 1; detection = bit 4 dilated with a k×k square (release: 3×3), or, with
+`TaskConfig.detection_target="core"`, the nucleus cores of bit 8 (`detection_target.py`).
 Per sample:  L_i = Σ_pixels roi · CE(seg) + Σ_pixels roi · CE(det)  (sigmoid cross-entropy),
 with roi = 1 inside and `roi_border_weight` (release 0.01) in a border that is a fraction
 of the patch side (release: 50 px of 400 = 0.125).
@@ -13,24 +14,29 @@ Losses are computed in float32 whatever the compute precision.
 import tensorflow as tf
 
 from simgan_histo.patch_file import MASK_CENTROID, MASK_NUCLEUS
+from simgan_histo.training.detection_target import MASK_CORE
 
 DETECTION, SEGMENTATION = 0, 1  # logit channels (models/unet.py)
 
 
-def targets_from_mask(mask, dilation: int = 3):
+def targets_from_mask(mask, dilation: int = 3, target: str = "centroid"):
     """Segmentation and detection targets from a (B, H, W) bit mask.
 
     Args:
-      mask: integer (B, H, W) release bit mask.
+      mask: integer (B, H, W) release bit mask (with the core bit 8 for target "core").
       dilation: side of the square structuring element applied to the centroid bit.
+      target: "centroid" (release: the dilated centroid bit) or "core" (bit 8 as it is).
 
     Returns:
       float32 (B, H, W, 2): channel 0 detection (dilated centroids), channel 1 segmentation.
     """
     mask = tf.cast(mask, tf.int32)
     segmentation = tf.cast(tf.bitwise.bitwise_and(mask, MASK_NUCLEUS) > 0, tf.float32)
-    centroid = tf.cast(tf.bitwise.bitwise_and(mask, MASK_CENTROID) > 0, tf.float32)
-    detection = tf.nn.max_pool2d(centroid[..., None], dilation, 1, "SAME")[..., 0]
+    if target == "core":
+        detection = tf.cast(tf.bitwise.bitwise_and(mask, MASK_CORE) > 0, tf.float32)
+    else:
+        centroid = tf.cast(tf.bitwise.bitwise_and(mask, MASK_CENTROID) > 0, tf.float32)
+        detection = tf.nn.max_pool2d(centroid[..., None], dilation, 1, "SAME")[..., 0]
     return tf.stack([detection, segmentation], axis=-1)
 
 
@@ -78,13 +84,14 @@ def weighted_task_loss(logits, mask, sample_weight, config):
       logits: (B, H, W, 2) task-net logits.
       mask: (B, H, W) release bit masks.
       sample_weight: (B,) importance weights (1 for real samples and unrefined patches).
-      config: TaskConfig (roi_border_fraction, roi_border_weight, detection_dilation).
+      config: TaskConfig (roi_border_fraction, roi_border_weight, detection_dilation,
+        detection_target).
 
     Returns:
       dict of float32 scalars: `loss` (weighted mean), and the unweighted batch means
       `detection` and `segmentation`.
     """
-    targets = targets_from_mask(mask, config.detection_dilation)
+    targets = targets_from_mask(mask, config.detection_dilation, config.detection_target)
     height, width = mask.shape[1], mask.shape[2]
     if height is None or width is None:
         raise ValueError("weighted_task_loss needs static H and W (crop to a fixed size)")

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from simgan_histo.evaluation import metrics
 from simgan_histo.postprocess import watershed
+from simgan_histo.training import detection_target
 from simgan_histo.training import task_data
 from simgan_histo.training import task_loss
 
@@ -75,7 +76,9 @@ def predict_maps(model, images: List[np.ndarray], stride: int) -> List[Dict[str,
 def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet, config) -> float:
     """Mean per-sample task loss (unweighted) of the held-out images."""
     losses = []
-    for prediction, mask in zip(maps, validation.masks):
+    for prediction, mask, labels in zip(maps, validation.masks, validation.labels):
+        mask = detection_target.with_core(mask, labels, config.detection_target,
+                                          config.core_fraction)
         parts = task_loss.weighted_task_loss(
             tf.constant(prediction["logits"][None]), tf.constant(mask[None]),
             tf.ones([1]), config)

@@ -232,3 +232,36 @@ def test_trainer_task_net_is_the_unet(tiny_config, workdir):
     assert [layer.name for layer in trainer.task_net.layers] == \
         [layer.name for layer in reference.layers]
     assert trainer.task_net.count_params() == reference.count_params()
+
+
+def test_core_detection_target_reaches_the_gan_task_net(tmp_path, tissue, tiny_config,
+                                                        monkeypatch):
+    """The joint phase trains the GAN's task net on the cores when asked: its masks carry
+    bit 8 inside the nuclei, and the same batches give another, finite task loss."""
+    from simgan_histo import synthesis
+    from simgan_histo.training import refiner_run, refiner_trainer
+
+    seen = []
+    original = refiner_trainer.RefinerTrainer.task_step
+
+    def spy(self, image, reference, mask, *args, **kwargs):
+        seen.append(np.asarray(mask))
+        return original(self, image, reference, mask, *args, **kwargs)
+
+    monkeypatch.setattr(refiner_trainer.RefinerTrainer, "task_step", spy)
+    losses = {}
+    for target in ("centroid", "core"):
+        config = tiny_config.replace(task={"detection_target": target})
+        source = synthesis.TissueSource.from_paths(tissue, config.synthesis, mpp=0.25)
+        workdir = tmp_path / target
+        seen.clear()
+        refiner_run.train_refiner(config, workdir, source, export=False)
+        masks = np.concatenate(seen)
+        cores = masks & 8 > 0
+        assert cores.any() == (target == "core"), target
+        assert (masks[cores] & 1).all()
+        losses[target] = _scalars(workdir)["task/loss"]
+    assert losses["core"].keys() == losses["centroid"].keys() and losses["core"]
+    first = min(losses["core"])
+    assert np.isfinite(float(losses["core"][first]))
+    assert float(losses["core"][first]) != pytest.approx(float(losses["centroid"][first]))

@@ -1,0 +1,60 @@
+"""Nucleus cores: an alternative detection target that grows with the nucleus.
+
+The release's detection target is a 3×3 square at each nucleus' bounding-box centre. On
+large or pale nuclei (Kumar colon, breast) the trained detection head then barely rises
+above zero, so such nuclei get no seed or several weak ones (BENCHMARKS.md, "detection
+target"). A core is the part of a nucleus more than `core_fraction` of its own largest
+inner distance away from its outline (a disc's inner half-radius, a quarter of its area) (outline = any pixel next to another id or to the
+background), so every nucleus, small or large, has a blob of its own, and touching nuclei
+keep separate blobs. It travels as bit 8 of the in-memory bit mask (never stored: patch
+files keep the release's bits 1, 2, 4), added where the instance labels are at hand.
+"""
+
+import cv2
+import numpy as np
+
+MASK_CORE = 8
+TARGETS = ("centroid", "core")
+_RING = np.ones((3, 3), np.uint8)
+
+
+def core_map(labels: np.ndarray, fraction: float = 0.5) -> np.ndarray:
+    """(H, W) bool: each instance's pixels beyond `fraction` of its own largest inner distance.
+
+    Distances are Euclidean, in px, to the nearest pixel of another id (background
+    included), so cores of touching nuclei are separated by at least one px each side.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"core_map: expected an (H, W) instance map, got {labels.shape}")
+    ids = labels.astype(np.int32)
+    # Interior: pixels whose 3×3 neighbourhood holds only their own id. Every instance
+    # pixel lies at >= 1 px from the outline; the interior's distance adds to that.
+    same = (cv2.erode(ids.astype(np.float32), _RING, borderType=cv2.BORDER_REPLICATE)
+            == cv2.dilate(ids.astype(np.float32), _RING, borderType=cv2.BORDER_REPLICATE))
+    interior = (same & (ids > 0)).astype(np.uint8)
+    distance = np.where(ids > 0, 1.0 + cv2.distanceTransform(interior, cv2.DIST_L2, 5), 0.0)
+    peak = np.zeros(int(ids.max()) + 1, np.float64)
+    np.maximum.at(peak, ids.ravel(), distance.ravel())
+    return (ids > 0) & (distance > fraction * peak[ids])
+
+
+def with_core(masks: np.ndarray, labels: np.ndarray, target: str,
+              fraction: float = 0.5) -> np.ndarray:
+    """`masks` with the core bit set from `labels` when `target` is "core"; else unchanged.
+
+    Args:
+      masks: uint8 bit masks, (H, W) or (B, H, W).
+      labels: instance ids of the same shape.
+      target: "centroid" (release) or "core".
+    """
+    if target not in TARGETS:
+        raise ValueError(f"detection target {target!r}: expected one of {TARGETS}")
+    if target == "centroid":
+        return masks
+    masks, labels = np.asarray(masks), np.asarray(labels)
+    if masks.shape != labels.shape:
+        raise ValueError(f"with_core: mask {masks.shape} and labels {labels.shape} differ")
+    if masks.ndim == 2:
+        return masks | (core_map(labels, fraction) * MASK_CORE).astype(masks.dtype)
+    return np.stack([with_core(m, l, target, fraction) for m, l in zip(masks, labels)])

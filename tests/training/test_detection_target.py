@@ -1,0 +1,95 @@
+"""Nucleus cores as the detection target: hand-drawn instances, the loss target, the batches."""
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from simgan_histo import config as config_lib
+from simgan_histo.training import detection_target
+from simgan_histo.training import task_data
+from simgan_histo.training import task_loss
+from tests.training import toy_data
+
+
+def _two_touching_squares():
+    labels = np.zeros((12, 20), np.uint16)
+    labels[2:9, 2:9] = 1  # 7×7
+    labels[2:9, 9:18] = 2  # 7×9, touching id 1 along column 8|9
+    return labels
+
+
+def test_touching_nuclei_keep_separate_cores():
+    core = detection_target.core_map(_two_touching_squares())
+    # 7×7: outline distance 1 at the rim, 4 at the centre; > 2 leaves the central 3×3.
+    expected = np.zeros((12, 20), bool)
+    expected[4:7, 4:7] = True
+    expected[4:7, 11:16] = True  # 7×9: the central 3×5
+    np.testing.assert_array_equal(core, expected)
+    count, _ = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
+    assert count - 1 == 2
+
+
+def test_core_grows_with_the_nucleus():
+    areas = []
+    for radius in (4, 8, 16):
+        labels = np.zeros((40, 40), np.uint16)
+        cv2.circle(labels, (20, 20), radius, 1, -1)
+        core = detection_target.core_map(labels)
+        assert core[20, 20] and not core[20, 20 + radius]
+        areas.append(core.sum() / (labels > 0).sum())
+    # A disc's inner half-radius is a quarter of its area; pixels make small discs coarser.
+    assert all(0.15 < share < 0.45 for share in areas), areas
+    assert abs(areas[-1] - 0.25) < 0.05
+
+
+def test_a_one_pixel_nucleus_is_its_own_core():
+    labels = np.zeros((5, 5), np.uint16)
+    labels[2, 2] = 7
+    np.testing.assert_array_equal(detection_target.core_map(labels), labels > 0)
+
+
+def test_with_core_sets_bit_8_only_for_the_core_target():
+    labels = _two_touching_squares()
+    masks = np.where(labels > 0, 1, 0).astype(np.uint8)
+    assert detection_target.with_core(masks, labels, "centroid") is masks
+    out = detection_target.with_core(np.stack([masks] * 2), np.stack([labels] * 2), "core")
+    np.testing.assert_array_equal(out[1] & 7, masks)
+    np.testing.assert_array_equal(out[0] & 8 > 0, detection_target.core_map(labels))
+    with pytest.raises(ValueError, match="detection target"):
+        detection_target.with_core(masks, labels, "blob")
+    with pytest.raises(ValueError, match="differ"):
+        detection_target.with_core(masks, labels[:5], "core")
+
+
+def test_loss_target_reads_the_core_bit():
+    mask = np.zeros((1, 5, 5), np.uint8)
+    mask[0, 1:4, 1:4] = 1
+    mask[0, 2, 2] |= 4 | 8
+    mask[0, 1, 2] |= 8
+    targets = task_loss.targets_from_mask(tf.constant(mask), dilation=3, target="core")
+    detection = np.zeros((5, 5))
+    detection[2, 2] = detection[1, 2] = 1  # bit 8 as it is, not the dilated centroid
+    np.testing.assert_array_equal(targets.numpy()[0, ..., 0], detection)
+
+
+def test_config_checks_the_target():
+    with pytest.raises(ValueError, match="detection_target"):
+        config_lib.TaskConfig(detection_target="peaks")
+    with pytest.raises(ValueError, match="core_fraction"):
+        config_lib.TaskConfig(core_fraction=1.0)
+
+
+def test_batches_carry_the_cores_of_their_patches(tmp_path):
+    path = toy_data.write_patch_file(tmp_path / "toy.h5", count=6)
+    files = task_data.PatchFiles([path], 0.0, 64, seed=0)
+    base = dict(batch_size=3, validation_fraction=0.0)
+    centroid = config_lib.tiny().replace(task=base).task
+    core = config_lib.tiny().replace(task=dict(base, detection_target="core")).task
+    plain = task_data.TaskBatches(centroid, files, seed=3).batch(2)
+    cored = task_data.TaskBatches(core, files, seed=3).batch(2)
+    np.testing.assert_array_equal(plain["image"], cored["image"])
+    np.testing.assert_array_equal(cored["mask"] & 7, plain["mask"])
+    assert not (plain["mask"] & 8).any()
+    inside = cored["mask"] & 8 > 0
+    assert inside.any() and (cored["mask"][inside] & 1).all()
