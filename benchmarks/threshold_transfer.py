@@ -39,16 +39,18 @@ def score_grid(model, images, labels, task_config, name):
         task_config,
         seg_threshold_grid=tuple(sorted({*task_config.seg_threshold_grid, chosen.seg_threshold})),
         det_threshold_grid=tuple(sorted({*task_config.det_threshold_grid, chosen.det_threshold})),
-        det_sigma_grid=tuple(sorted({*task_config.det_sigma_grid, chosen.det_sigma})))
+        det_sigma_grid=tuple(sorted({*task_config.det_sigma_grid, chosen.det_sigma})),
+        min_area_grid=tuple(sorted({*task_config.min_area_grid, chosen.min_area_px})),
+        compactness_grid=tuple(sorted({*task_config.compactness_grid, chosen.compactness})))
     maps = []
     for image in images:
         segmentation, detection = model.predict_maps(image)
         maps.append({"segmentation": segmentation, "detection": detection})
     held = task_validation.ValidationSet(name, list(images), [None] * len(images), list(labels))
     result = task_validation.grid_search(maps, held, task_config)
-    selected = [row for row in result["grid"] if row[:3] == [chosen.seg_threshold,
-                                                             chosen.det_threshold,
-                                                             chosen.det_sigma]]
+    point = [chosen.seg_threshold, chosen.det_threshold, chosen.det_sigma, chosen.min_area_px]
+    selected = [row for row in result["grid"]
+                if row[:4] == point and row[6] == chosen.compactness]
     return {"selected": ({"aji": round(selected[0][4], 4), "dice_avg": round(selected[0][5], 4)}
                          if selected else None),
             "best": {**result["thresholds"], "aji": round(result["scores"]["aji"], 4),

@@ -338,6 +338,10 @@ class TaskConfig:
     det_sigma_grid: Tuple[float, ...] = (1.0,)
     # Smallest instance kept (px), chosen with the thresholds (release: 20 fixed).
     min_area_grid: Tuple[int, ...] = (20,)
+    # Watershed compactness, chosen with the thresholds (release: 1.0 fixed). At 1.0 the
+    # distance term outweighs the probabilities (all in [0, 1]), so touching nuclei are cut
+    # along straight Voronoi lines; at 0 the cut follows the segmentation map's valleys.
+    compactness_grid: Tuple[float, ...] = (1.0,)
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
     jit_compile: str = "auto"
@@ -355,6 +359,9 @@ class TaskConfig:
         _fraction(self, "real_batch_fraction")
         _require(len(self.det_sigma_grid) > 0 and all(v >= 0 for v in self.det_sigma_grid),
                  "TaskConfig.det_sigma_grid", self.det_sigma_grid, "a non-empty tuple of σ >= 0")
+        _require(len(self.compactness_grid) > 0 and all(v >= 0 for v in self.compactness_grid),
+                 "TaskConfig.compactness_grid", self.compactness_grid,
+                 "a non-empty tuple of values >= 0")
         _require(len(self.min_area_grid) > 0
                  and all(0 <= v < self.max_area_px for v in self.min_area_grid),
                  "TaskConfig.min_area_grid", self.min_area_grid,
@@ -582,7 +589,8 @@ def cpu_small() -> Config:
         # with 4,000 a 30-minute Kumar run had 479 steps and synthetic AJI 0.51 (BENCHMARKS.md).
         task=TaskConfig(filters=(16, 32, 64, 128), convs_per_level=(2, 2, 2, 2), crop_size=128,
                         batch_size=8, learning_rate=1e-3, train_steps=10000,
-                        det_sigma_grid=(1.0, 2.0, 3.0)),
+                        det_sigma_grid=(1.0, 2.0, 3.0), min_area_grid=(20, 40, 60),
+                        compactness_grid=(1.0, 0.0)),
     )
 
 

@@ -70,17 +70,20 @@ class TaskTrainer:
         self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step")
         self.best_thresholds = tf.Variable([self.task.seg_threshold, self.task.det_threshold],
                                            dtype=tf.float64, name="best_thresholds")
-        # The selected σ and min area are checkpointed too; a checkpoint written before one of
-        # them existed does not resume (TF names the unmatched variable): rerun the stage.
+        # The selected σ, min area and compactness are checkpointed too; a checkpoint written
+        # before one of them existed does not resume (TF names the unmatched variable): rerun
+        # the stage.
         self.best_det_sigma = tf.Variable(self.task.det_sigma, dtype=tf.float64,
                                           name="best_det_sigma")
         self.best_min_area = tf.Variable(self.task.min_area_px, dtype=tf.int64,
                                          name="best_min_area")
+        self.best_compactness = tf.Variable(self.task.compactness, dtype=tf.float64,
+                                            name="best_compactness")
         self.checkpoint = tf.train.Checkpoint(
             step=self.step, task_net=self.model, task_optimizer=self.optimizer,
             best_score=self.best_score, best_step=self.best_step,
             best_thresholds=self.best_thresholds, best_det_sigma=self.best_det_sigma,
-            best_min_area=self.best_min_area)
+            best_min_area=self.best_min_area, best_compactness=self.best_compactness)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.workdir / "checkpoints",
                                                   max_to_keep=2)
         self.best_checkpoint = tf.train.Checkpoint(task_net=self.model)
@@ -136,6 +139,7 @@ class TaskTrainer:
                                          result["thresholds"]["det_threshold"]])
             self.best_det_sigma.assign(result["thresholds"]["det_sigma"])
             self.best_min_area.assign(result["thresholds"]["min_area_px"])
+            self.best_compactness.assign(result["thresholds"]["compactness"])
             self.best_manager.save(checkpoint_number=step)
         record = {"step": step, "loss": result["loss"], "score": result["score"],
                   **result["thresholds"], **{k: result["scores"][k] for k in
@@ -143,7 +147,7 @@ class TaskTrainer:
         _append_jsonl(self.workdir / "validation.jsonl", record)
         with self.writer.as_default(step=step):
             for key in ("loss", "score", "aji", "dice_avg", "seg_threshold", "det_threshold",
-                        "det_sigma", "min_area_px"):
+                        "det_sigma", "min_area_px", "compactness"):
                 tf.summary.scalar(f"validation/{key}", record[key])
         logging.info("step %d validation %s: %s", step, self.validation.name,
                      {k: round(v, 4) for k, v in record.items() if k != "step"})
@@ -194,7 +198,8 @@ class TaskTrainer:
                 "metric": self.task.selection_metric, "score": float(self.best_score),
                 "thresholds": {"seg_threshold": seg, "det_threshold": det,
                                "det_sigma": float(self.best_det_sigma.numpy()),
-                               "min_area_px": int(self.best_min_area.numpy())}}
+                               "min_area_px": int(self.best_min_area.numpy()),
+                               "compactness": float(self.best_compactness.numpy())}}
 
 
 def _patch_file_mpp(patches, default: float) -> float:

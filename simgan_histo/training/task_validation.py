@@ -3,9 +3,10 @@
 By default the held-out set is SYNTHETIC (patches of whole tissue tiles kept out of
 training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, and its name
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
-held-out images, the marker watershed runs for every (seg, det, det σ, min area)
-combination of the config's grids, and the best one's mean metric is that evaluation's score. The evaluation
-with the best score is the stopping point; its thresholds are exported.
+held-out images, the marker watershed runs for every (seg, det, det σ, compactness,
+min area) combination of the config's grids, and the best one's mean metric is that
+evaluation's score. The evaluation with the best score is the stopping point; its
+thresholds are exported.
 """
 
 import dataclasses
@@ -87,23 +88,26 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
 
 
 def grid_search(maps, validation: ValidationSet, config) -> dict:
-    """Mean metrics of the watershed for every (seg, det, det σ, min area) combination.
+    """Mean metrics of the watershed for every (seg, det, det σ, compactness, min area).
 
-    The watershed runs once per (seg, det, σ) with the smallest min area; each larger one
-    only drops instances (areas are fixed by then), so it filters that result.
+    The watershed runs once per (seg, det, σ, compactness) with the smallest min area; each
+    larger one only drops instances (areas are fixed by then), so it filters that result.
 
     Returns:
-      {"thresholds": {seg_threshold, det_threshold, det_sigma, min_area_px}, "scores": mean
-       metrics of the best, "grid": [[seg, det, σ, min area, aji, dice_avg], ...]}; "best"
-       is by `config.selection_metric` (AJI when the selection metric is the loss).
+      {"thresholds": {seg_threshold, det_threshold, det_sigma, min_area_px, compactness},
+       "scores": mean metrics of the best, "grid": [[seg, det, σ, min area, aji, dice_avg,
+       compactness], ...]}; "best" is by `config.selection_metric` (AJI when the selection
+       metric is the loss).
     """
     key = "aji" if config.selection_metric == "loss" else config.selection_metric
     areas = sorted(config.min_area_grid)
     base = watershed.Thresholds.from_task_config(config).replace(min_area_px=areas[0])
     best, grid = None, []
-    for seg, det, sigma in itertools.product(config.seg_threshold_grid,
-                                             config.det_threshold_grid, config.det_sigma_grid):
-        thresholds = base.replace(seg_threshold=seg, det_threshold=det, det_sigma=sigma)
+    for seg, det, sigma, compactness in itertools.product(
+            config.seg_threshold_grid, config.det_threshold_grid, config.det_sigma_grid,
+            config.compactness_grid):
+        thresholds = base.replace(seg_threshold=seg, det_threshold=det, det_sigma=sigma,
+                                  compactness=compactness)
         per_area = {area: {} for area in areas}
         for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
             predicted = watershed.instances_from_maps(
@@ -114,10 +118,11 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
                                                                    kept.astype(np.int64))
         for area in areas:
             mean = metrics.summarize(per_area[area])["mean"]
-            grid.append([seg, det, sigma, area, mean["aji"], mean["dice_avg"]])
+            grid.append([seg, det, sigma, area, mean["aji"], mean["dice_avg"], compactness])
             if best is None or mean[key] > best["scores"][key]:
                 best = {"thresholds": {"seg_threshold": seg, "det_threshold": det,
-                                       "det_sigma": sigma, "min_area_px": area},
+                                       "det_sigma": sigma, "min_area_px": area,
+                                       "compactness": compactness},
                         "scores": mean}
     best["grid"] = grid
     return best

@@ -254,8 +254,32 @@ def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
         [{"segmentation": segmentation, "detection": detection}], validation, task)
     by_sigma = {row[2]: row[4] for row in result["grid"]}
     assert result["thresholds"] == {"seg_threshold": 0.5, "det_threshold": 0.07,
-                                    "det_sigma": 3.0, "min_area_px": 20}
+                                    "det_sigma": 3.0, "min_area_px": 20, "compactness": 1.0}
     assert by_sigma[3.0] == pytest.approx(1.0) and by_sigma[1.0] < 0.7
+
+
+def test_selection_grid_picks_the_compactness_that_cuts_along_the_valley():
+    """A large and a small nucleus touching, with a probability valley on their border.
+    Compactness 1 cuts them along the seeds' bisector, 10 px from each centre, i.e. 4 px
+    inside the large one; compactness 0 follows the valley. The grid must choose 0."""
+    from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
+    truth = np.zeros((64, 80), np.uint16)
+    cv2.circle(truth, (24, 32), 14, 1, -1)
+    cv2.circle(truth, (44, 32), 6, 2, -1)  # centres 20 px apart: the discs touch
+    border = (cv2.dilate(truth, np.ones((3, 3), np.uint8)) != truth) & (truth > 0)
+    segmentation = np.where(truth > 0, 1.0, 0.0).astype(np.float32)
+    segmentation[border & (cv2.dilate((truth == 2).astype(np.uint8), np.ones((3, 3))) > 0)
+                 & (cv2.dilate((truth == 1).astype(np.uint8), np.ones((3, 3))) > 0)] = 0.7
+    detection = np.zeros((64, 80), np.float32)
+    detection[32, 24] = detection[32, 44] = 1.0
+    task = _config(seg_threshold_grid=(0.5,), det_threshold_grid=(0.07,), det_sigma_grid=(1.0,),
+                   compactness_grid=(1.0, 0.0)).task
+    validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
+    result = task_validation.grid_search(
+        [{"segmentation": segmentation, "detection": detection}], validation, task)
+    by_compactness = {row[6]: row[4] for row in result["grid"]}
+    assert result["thresholds"]["compactness"] == 0.0
+    assert by_compactness[0.0] > 0.97 and by_compactness[1.0] < by_compactness[0.0] - 0.03
 
 
 def test_selection_grid_picks_the_min_area_that_drops_a_small_false_object():
