@@ -116,7 +116,8 @@ def write_figures(workdir: pathlib.Path, records: dict, config, tissue, organs, 
     refined = gan_export.refined_to_uint8(refined)
     figures.refinement_figure(folder / "fig6_refinement.png", initial, references,
                               refined.reshape((count, tissues) + refined.shape[1:]))
-    patches = task_data.PatchFiles([records["refiner"]["patches"]])
+    # The patches the task net trained on: the buffer, or the fresh refined set.
+    patches = task_data.PatchFiles([records.get("refined", records["refiner"])["patches"]])
     saved = records["task"].get("rescored_weights")  # what the task net trained with
     weights = (np.load(saved) if saved else
                rescore.rescore(patches, records["refiner"]["discriminator_export"],

@@ -322,6 +322,10 @@ class TaskConfig:
     compactness: float = 1.0  # release watershed compactness
     kernel_size: int = 3  # release U-Net convs are 3×3
     real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
+    # What the pipeline's task net trains on after the GAN: "buffer" (the refined patches of
+    # the history buffer) or "refined" (gan.buffer_capacity fresh patches, each refined by
+    # the final refiner; training/refined_set.py).
+    training_patches: str = "buffer"
     # The label-free pipeline starts the exported task net from the GAN's jointly trained one
     # (paper §3: the task net trains with the refiner) instead of from scratch.
     init_from_gan: bool = True
@@ -352,6 +356,7 @@ class TaskConfig:
         _choice(self, "jit_compile", ("auto", "on", "off"))
         _choice(self, "learning_rate_decay", ("constant", "cosine"))
         _choice(self, "detection_target", ("centroid", "core"))
+        _choice(self, "training_patches", ("buffer", "refined"))
         _require(0.0 <= self.core_fraction < 1.0, "TaskConfig.core_fraction", self.core_fraction,
                  "in [0, 1)")
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",

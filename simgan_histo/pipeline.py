@@ -1,7 +1,8 @@
 """The label-free pipeline, stage by stage, resumable from its workdir.
 
 tissue → synthesis (in-process) → refiner/discriminator with importance weights and hard
-examples → history buffer → task net (started from the GAN's jointly trained one, weights
+examples → history buffer (or, with `TaskConfig.training_patches="refined"`, a fresh set
+refined by the final refiner) → task net (started from the GAN's jointly trained one, weights
 re-scored by the final D, thresholds chosen on held-out synthetic patches) → exported
 SavedModel with inference.json.
 
@@ -22,6 +23,7 @@ from absl import logging
 
 from simgan_histo import buffer as buffer_lib
 from simgan_histo import synthesis
+from simgan_histo.training import refined_set
 from simgan_histo.training import refiner_run
 from simgan_histo.training import task_trainer
 
@@ -99,6 +101,10 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
     if use_gan:
         records["refiner"] = _refiner_stage(config, workdir / "refiner", source)
         patches = records["refiner"]["patches"]
+        if config.task.training_patches == "refined":
+            records["refined"] = _refined_stage(config, workdir / "refined", source,
+                                                records["refiner"]["refiner_export"])
+            patches = records["refined"]["patches"]
         rescore = records["refiner"]["discriminator_export"]
         init = records["refiner"].get("task_net_weights") if config.task.init_from_gan else None
     else:
@@ -135,6 +141,19 @@ def _drop_history(folder: pathlib.Path, patches: str) -> None:
     if freed:
         logging.info("removed the finished GAN's history buffer (%.2f GB); its patches are "
                      "in %s", freed / 1e9, patches)
+
+
+def _refined_stage(config, folder: pathlib.Path, source, refiner_export: str) -> dict:
+    key = stage_key(config, upstream=True, inputs=[tile.name for tile in source.tiles]
+                    + [refiner_export])
+    done = finished(folder, key)
+    if done:
+        return done
+    out = folder / "patches.h5"
+    summary = refined_set.write_refined_set(source, refiner_export, out,
+                                            config.gan.buffer_capacity, config.runtime.seed,
+                                            config_json=config.to_json())
+    return mark_finished(folder, dict(summary, patches=str(out)), key)
 
 
 def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:

@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import pathlib
 import time
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -80,8 +80,11 @@ def _batches(source, seed: int, num: int, workers: int) -> Iterator[Dict[str, np
 
 
 def synthesize_to_file(source, out_path, num: int, seed: int = 0, workers: int = 1,
-                       config_json: str = "", progress: bool = True) -> dict:
+                       config_json: str = "", progress: bool = True,
+                       transform: Optional[Callable[[dict], dict]] = None) -> dict:
     """Writes exactly `num` synthetic patches to an HDF5 patch file (atomic).
+
+    `transform`, if given, maps each batch before it is written (e.g. refines its images).
 
     Returns:
       A summary: made, requested, tiles, rejected (tile rejections by reason), empty
@@ -99,6 +102,8 @@ def synthesize_to_file(source, out_path, num: int, seed: int = 0, workers: int =
     bar = tqdm.tqdm(total=num, unit="patch", desc="synthesis", disable=not progress)
     try:
         for batch in _batches(source, seed, num, workers):
+            if transform is not None:
+                batch = transform(batch)
             writer.append(batch)
             made += len(batch["image"])
             empty += int((batch["labels"].reshape(len(batch["labels"]), -1).max(1) == 0).sum())
