@@ -309,7 +309,8 @@ class TaskConfig:
     detection_dilation: int = 3  # release: 3×3 dilation of the centroid bit
     # Detection head's target: "centroid" (release: the dilated centroid bit) or "core"
     # (each nucleus' inner part beyond core_fraction of its largest inner distance; grows
-    # with the nucleus, training/detection_target.py).
+    # with the nucleus, training/detection_target.py). Kumar no-GAN, seed 0: cores scored
+    # AJI 0.447 against 0.476 (BENCHMARKS.md), so no preset uses them.
     detection_target: str = "centroid"
     core_fraction: float = 0.5
     use_importance_weights: bool = True
@@ -324,7 +325,8 @@ class TaskConfig:
     real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
     # What the pipeline's task net trains on after the GAN: "buffer" (the refined patches of
     # the history buffer) or "refined" (gan.buffer_capacity fresh patches, each refined by
-    # the final refiner; training/refined_set.py).
+    # the final refiner; training/refined_set.py). Kumar budget 30, seed 0: "refined" scored
+    # 0.663 / 0.484 against 0.685 / 0.497 (BENCHMARKS.md), so no preset uses it.
     training_patches: str = "buffer"
     # The label-free pipeline starts the exported task net from the GAN's jointly trained one
     # (paper §3: the task net trains with the refiner) instead of from scratch.
