@@ -42,6 +42,9 @@ TASK_SHARE = flags.DEFINE_float(
     "task_share", 0.75, "With --budget_min: the fraction of the minutes left after the GAN "
     "warm-ups that goes to task-net steps, the rest to joint GAN iterations (0.75: Kumar, "
     "3 seeds, BENCHMARKS.md; 0.375 is cpu_small's own ratio, the split before this flag).")
+# Checked at parsing, with or without --budget_min, so a typo never runs for minutes first.
+flags.register_validator("task_share", lambda value: 0.0 < value < 1.0,
+                         message="--task_share must lie in (0, 1)")
 TASK_STEPS = flags.DEFINE_integer(
     "task_steps", None, "Task-net steps instead of the budget's share (a diagnosis: is the "
     "task net's training the ceiling? A finished refiner stage in the workdir is reused).")

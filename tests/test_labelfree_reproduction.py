@@ -102,3 +102,13 @@ def test_tiny_plus_real_mixes_the_tissue_labels_in(monuseg, tmp_path):
     assert sorted(os.listdir(tmp_path / "run" / "real" / "labels")) == tissue
     assert (tmp_path / "run" / "real" / "labels" / tissue[0]).resolve() == (
         monuseg / "train" / "labels" / tissue[0]).resolve()
+
+
+@pytest.mark.parametrize("share", ["1.5", "0"])
+def test_task_share_outside_the_open_interval_is_refused_at_parsing(share, tmp_path):
+    command = [sys.executable, "benchmarks/labelfree_reproduction.py", "--protocol=kumar",
+               f"--workdir={tmp_path / 'run'}", f"--task_share={share}"]  # no --budget_min
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "--task_share must lie in (0, 1)" in result.stderr
+    assert not (tmp_path / "run").exists()
