@@ -335,6 +335,11 @@ class TaskConfig:
     checkpoint_every: int = 500
     eval_every: int = 500  # held-out validation; the best evaluation is the stopping point
     max_validation_patches: int = 64  # cap on held-out synthetic patches (CPU budget)
+    # Where the pipeline's held-out synthetic patches come from: "held_out" (whole tissue
+    # tiles of the training patches, validation_fraction of them up to the cap) or "fresh"
+    # (max_validation_patches new patches from every tile, refined by the final refiner
+    # when there is one; all training patches then train).
+    validation_patches: str = "held_out"
     selection_metric: str = "aji"  # stopping point and thresholds: "aji", "dice_avg" or "loss"
     seg_threshold_grid: Tuple[float, ...] = (0.2, 0.33, 0.45, 0.6, 0.75)  # incl. release 0.33
     det_threshold_grid: Tuple[float, ...] = (0.03, 0.07, 0.15, 0.3, 0.5)  # includes release 0.07
@@ -359,6 +364,7 @@ class TaskConfig:
         _choice(self, "learning_rate_decay", ("constant", "cosine"))
         _choice(self, "detection_target", ("centroid", "core"))
         _choice(self, "training_patches", ("buffer", "refined"))
+        _choice(self, "validation_patches", ("held_out", "fresh"))
         _require(0.0 <= self.core_fraction < 1.0, "TaskConfig.core_fraction", self.core_fraction,
                  "in [0, 1)")
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",

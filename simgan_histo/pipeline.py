@@ -28,6 +28,7 @@ from simgan_histo.training import refiner_run
 from simgan_histo.training import task_trainer
 
 DONE = "done.json"
+VALIDATION_STREAM = 1_000_003  # synthesis seed offset of the fresh validation patches
 
 
 def stage_key(config, upstream: bool, inputs=()) -> str:
@@ -107,11 +108,18 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
             patches = records["refined"]["patches"]
         rescore = records["refiner"]["discriminator_export"]
         init = records["refiner"].get("task_net_weights") if config.task.init_from_gan else None
+        refiner = records["refiner"]["refiner_export"]
     else:
         records["synthesis"] = _synthesis_stage(config, workdir / "synthesis", source)
         patches, rescore, init = records["synthesis"]["patches"], None, None
+        refiner = None
+    validation = "synthetic"
+    if config.task.validation_patches == "fresh":
+        records["validation"] = _validation_stage(config, workdir / "validation", source,
+                                                  refiner)
+        validation = f"patches:{records['validation']['patches']}"
     records["task"] = _task_stage(config, workdir / "task", patches, rescore, export_dir,
-                                  real_dir, init)
+                                  real_dir, init, validation)
     records["seconds"] = round(time.perf_counter() - started, 1)
     return records
 
@@ -156,6 +164,25 @@ def _refined_stage(config, folder: pathlib.Path, source, refiner_export: str) ->
     return mark_finished(folder, dict(summary, patches=str(out)), key)
 
 
+def _validation_stage(config, folder: pathlib.Path, source, refiner_export) -> dict:
+    """Fresh held-out patches from every tile, from a stream no training stage draws
+    (refined by the final refiner when there is one)."""
+    key = stage_key(config, upstream=True, inputs=[tile.name for tile in source.tiles]
+                    + [refiner_export, config.task.max_validation_patches])
+    done = finished(folder, key)
+    if done:
+        return done
+    out = folder / "patches.h5"
+    count, seed = config.task.max_validation_patches, config.runtime.seed + VALIDATION_STREAM
+    if refiner_export:
+        summary = refined_set.write_refined_set(source, refiner_export, out, count, seed,
+                                                config_json=config.to_json())
+    else:
+        summary = synthesis.synthesize_to_file(source, out, count, seed=seed,
+                                               config_json=config.to_json())
+    return mark_finished(folder, dict(summary, patches=str(out)), key)
+
+
 def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
     key = _tissue_key(config, source)
     done = finished(folder, key)
@@ -170,15 +197,18 @@ def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
 
 
 def _task_stage(config, folder: pathlib.Path, patches: str, rescore: Optional[str],
-                export_dir: pathlib.Path, real_dir=None, init_weights=None) -> dict:
+                export_dir: pathlib.Path, real_dir=None, init_weights=None,
+                validation: str = "synthetic") -> dict:
     # The no-GAN and "+ real data" ablations change the inputs, not the config.
-    key = stage_key(config, upstream=False, inputs=(patches, rescore, real_dir, init_weights))
+    inputs = (patches, rescore, real_dir, init_weights)
+    key = stage_key(config, upstream=False,
+                    inputs=inputs + ((validation,) if validation != "synthetic" else ()))
     done = finished(folder, key)
     if done:
         return done
     result = task_trainer.train_task(config, folder, [patches], real_dir=real_dir,
-                                     rescore_with=rescore, export_dir=export_dir,
-                                     init_weights=init_weights)
+                                     validation=validation, rescore_with=rescore,
+                                     export_dir=export_dir, init_weights=init_weights)
     return mark_finished(folder, {"export": str(result["export"]),
                                "selection": result["selection"],
                                "real_images": result["real_images"],

@@ -216,7 +216,8 @@ def _patch_file_mpp(patches, default: float) -> float:
 
 
 def _validation_set(validation: str, patches):
-    """'synthetic' (held-out patches), 'labeled:<dir>' or 'none' → a ValidationSet or None."""
+    """'synthetic' (held-out patches), 'labeled:<dir>', 'patches:<file>' (every patch of a
+    separate synthetic patch file) or 'none' → a ValidationSet or None."""
     if validation == "none":
         return None
     if validation == "synthetic":
@@ -230,8 +231,10 @@ def _validation_set(validation: str, patches):
         return held_out
     if validation.startswith("labeled:") and len(validation) > len("labeled:"):
         return task_validation.labeled_validation(validation[len("labeled:"):])
-    raise ValueError(f"validation={validation!r}: expected 'synthetic', 'labeled:<dir>' or "
-                     f"'none'")
+    if validation.startswith("patches:") and len(validation) > len("patches:"):
+        return task_validation.patch_file_validation(validation[len("patches:"):])
+    raise ValueError(f"validation={validation!r}: expected 'synthetic', 'labeled:<dir>', "
+                     f"'patches:<file>' or 'none'")
 
 
 RESCORED_WEIGHTS = "rescored_weights.npy"  # per patch-file row, when --rescore_with is given
@@ -246,7 +249,7 @@ def train_task(config, workdir, patch_paths=(), real_dir=None, validation="synth
       workdir: run folder (config.json, checkpoints, TensorBoard, curves).
       patch_paths: patch files (DESIGN §3 schema); may be empty with `real_dir`.
       real_dir: optional real labeled folder (`images/`, `labels/`).
-      validation: 'synthetic' (default), 'labeled:<dir>' or 'none'.
+      validation: 'synthetic' (default), 'labeled:<dir>', 'patches:<file>' or 'none'.
       rescore_with: exported discriminator to recompute the patches' weights with.
       num_steps: training steps (default `config.task.train_steps`).
       export_dir: model folder (default `<workdir>/export`).

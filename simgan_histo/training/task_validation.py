@@ -44,6 +44,14 @@ def synthetic_validation(patches: task_data.PatchFiles) -> Optional[ValidationSe
     return ValidationSet("synthetic", data["image"], data["mask"], data["labels"])
 
 
+def patch_file_validation(path) -> ValidationSet:
+    """Every patch of a patch file as the validation set (named `synthetic:<path>`)."""
+    patches = task_data.PatchFiles([path])
+    data = patches.read(patches.train_rows, ["image", "mask", "labels"])
+    patches.close()
+    return ValidationSet(f"synthetic:{path}", data["image"], data["mask"], data["labels"])
+
+
 def labeled_validation(folder) -> ValidationSet:
     """A real `images/ labels/` folder as the validation set (named `labeled:<folder>`)."""
     real = task_data.LabeledImages(folder)

@@ -66,3 +66,23 @@ def test_pipeline_trains_the_task_net_on_the_refined_set(tmp_path, monuseg):
     assert np.load(records["task"]["rescored_weights"]).shape == (24,)
     again = pipeline.run_labelfree(config, tmp_path / "run", tiles, mpp=0.25)
     assert again["refined"] == refined  # a rerun reuses the finished stage
+
+
+def test_pipeline_validates_on_fresh_refined_patches_from_their_own_stream(tmp_path, monuseg):
+    config = config_lib.tiny().replace(task={"validation_patches": "fresh",
+                                             "max_validation_patches": 6})
+    tiles = sorted((monuseg / "train" / "images").glob("*.png"))[:2]
+    records = pipeline.run_labelfree(config, tmp_path / "run", tiles, mpp=0.25)
+    held = records["validation"]
+    assert held["made"] == 6 and held["refiner"] == records["refiner"]["refiner_export"]
+    selection = records["task"]["selection"]
+    assert selection["validation"] == f"synthetic:{held['patches']}"
+    # The stream is the seed's validation stream, refined: not the training patches.
+    source = synthesis.TissueSource.from_paths(tiles, config.synthesis, mpp=0.25)
+    initial = synthesis.make_batch(source, config.runtime.seed + pipeline.VALIDATION_STREAM,
+                                   range(6))
+    stored = patch_file.PatchReader(held["patches"]).read(np.arange(6))
+    np.testing.assert_array_equal(stored["labels"], initial["labels"])
+    assert not np.array_equal(stored["image"], initial["image"])
+    training = patch_file.PatchReader(records["refiner"]["patches"]).read(np.arange(1))
+    assert not any(np.array_equal(training["labels"][0], labels) for labels in stored["labels"])
