@@ -27,7 +27,8 @@ EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Model folder for the SavedModel versions (default <workdir>/export).")
 VALIDATION = flags.DEFINE_string(
     "validation", "synthetic", "Where the stopping point and watershed thresholds are "
-    "selected: 'synthetic' (held-out patches, zero labels), 'labeled:<dir>' or 'none'.")
+    "selected: 'synthetic' (held-out patches, zero labels), 'patches:<file>' (every patch of "
+    "another synthetic patch file, zero labels), 'labeled:<dir>' or 'none'.")
 ARCHITECTURE = flags.DEFINE_enum(
     "task_architecture", None, ["unet", "cnn15"],
     "Task net: the released U-Net, or our reconstruction of the paper's 15-conv CNN.")
