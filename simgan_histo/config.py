@@ -338,7 +338,8 @@ class TaskConfig:
     # Where the pipeline's held-out synthetic patches come from: "held_out" (whole tissue
     # tiles of the training patches, validation_fraction of them up to the cap) or "fresh"
     # (max_validation_patches new patches from every tile, refined by the final refiner
-    # when there is one; all training patches then train).
+    # when there is one; all training patches then train). Kumar seed 0 with 128 fresh
+    # patches: 0.675 / 0.495 against 0.685 / 0.497 (BENCHMARKS.md), so no preset uses it.
     validation_patches: str = "held_out"
     selection_metric: str = "aji"  # stopping point and thresholds: "aji", "dice_avg" or "loss"
     seg_threshold_grid: Tuple[float, ...] = (0.2, 0.33, 0.45, 0.6, 0.75)  # incl. release 0.33
