@@ -152,28 +152,30 @@ def _drop_history(folder: pathlib.Path, patches: str) -> None:
 
 
 def _refined_stage(config, folder: pathlib.Path, source, refiner_export: str) -> dict:
-    key = stage_key(config, upstream=True, inputs=[tile.name for tile in source.tiles]
-                    + [refiner_export])
-    done = finished(folder, key)
-    if done:
-        return done
-    out = folder / "patches.h5"
-    summary = refined_set.write_refined_set(source, refiner_export, out,
-                                            config.gan.buffer_capacity, config.runtime.seed,
-                                            config_json=config.to_json())
-    return mark_finished(folder, dict(summary, patches=str(out)), key)
+    """`gan.buffer_capacity` fresh patches of the seed's own stream, refined."""
+    return _fresh_patches_stage(config, folder, source, config.gan.buffer_capacity,
+                                config.runtime.seed, refiner_export)
 
 
 def _validation_stage(config, folder: pathlib.Path, source, refiner_export) -> dict:
     """Fresh held-out patches from every tile, from a stream no training stage draws
     (refined by the final refiner when there is one)."""
+    count = config.task.max_validation_patches
+    return _fresh_patches_stage(config, folder, source, count,
+                                config.runtime.seed + VALIDATION_STREAM, refiner_export,
+                                inputs=[count])
+
+
+def _fresh_patches_stage(config, folder: pathlib.Path, source, count: int, seed: int,
+                         refiner_export: Optional[str], inputs=()) -> dict:
+    """A patch file of `count` new synthetic patches of stream `seed`, each refined by
+    `refiner_export` when one is given."""
     key = stage_key(config, upstream=True, inputs=[tile.name for tile in source.tiles]
-                    + [refiner_export, config.task.max_validation_patches])
+                    + [refiner_export, *inputs])
     done = finished(folder, key)
     if done:
         return done
     out = folder / "patches.h5"
-    count, seed = config.task.max_validation_patches, config.runtime.seed + VALIDATION_STREAM
     if refiner_export:
         summary = refined_set.write_refined_set(source, refiner_export, out, count, seed,
                                                 config_json=config.to_json())
