@@ -236,10 +236,19 @@ def test_mixed_bfloat16_training_uses_xla_and_float32_losses(tmp_path, patches):
     assert trainer.model.get_layer("task_net_enc_0_conv_0").compute_dtype == "bfloat16"
 
 
+def _grid_search_one(truth, segmentation, detection, **grids):
+    """`grid_search` over one image's maps, seg 0.5 and det 0.07, the other grids given."""
+    from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
+    task = _config(**{"seg_threshold_grid": (0.5,), "det_threshold_grid": (0.07,),
+                      "det_sigma_grid": (1.0,), **grids}).task
+    validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
+    return task_validation.grid_search(
+        [{"segmentation": segmentation, "detection": detection}], validation, task)
+
+
 def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
     """One elongated nucleus whose detection map has two peaks 8 px apart: σ = 1 seeds it
     twice (a split), σ = 3 merges the peaks into one seed; the grid must choose σ = 3."""
-    from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
     truth = np.zeros((64, 64), np.uint16)
     cv2.ellipse(truth, (32, 32), (14, 7), 0, 0, 360, 1, -1)
     segmentation = (truth > 0).astype(np.float32)
@@ -247,11 +256,7 @@ def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
     detection[32, 28] = detection[32, 36] = 1.0
     detection = cv2.GaussianBlur(detection, (0, 0), 1.0)
     detection /= detection.max()
-    task = _config(seg_threshold_grid=(0.5,), det_threshold_grid=(0.07,),
-                   det_sigma_grid=(1.0, 3.0)).task
-    validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
-    result = task_validation.grid_search(
-        [{"segmentation": segmentation, "detection": detection}], validation, task)
+    result = _grid_search_one(truth, segmentation, detection, det_sigma_grid=(1.0, 3.0))
     by_sigma = {row[2]: row[4] for row in result["grid"]}
     assert result["thresholds"] == {"seg_threshold": 0.5, "det_threshold": 0.07,
                                     "det_sigma": 3.0, "min_area_px": 20, "compactness": 1.0}
@@ -262,7 +267,6 @@ def test_selection_grid_picks_the_compactness_that_cuts_along_the_valley():
     """A large and a small nucleus touching, with a probability valley on their border.
     Compactness 1 cuts them along the seeds' bisector, 10 px from each centre, i.e. 4 px
     inside the large one; compactness 0 follows the valley. The grid must choose 0."""
-    from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
     truth = np.zeros((64, 80), np.uint16)
     cv2.circle(truth, (24, 32), 14, 1, -1)
     cv2.circle(truth, (44, 32), 6, 2, -1)  # centres 20 px apart: the discs touch
@@ -272,11 +276,7 @@ def test_selection_grid_picks_the_compactness_that_cuts_along_the_valley():
                  & (cv2.dilate((truth == 1).astype(np.uint8), np.ones((3, 3))) > 0)] = 0.7
     detection = np.zeros((64, 80), np.float32)
     detection[32, 24] = detection[32, 44] = 1.0
-    task = _config(seg_threshold_grid=(0.5,), det_threshold_grid=(0.07,), det_sigma_grid=(1.0,),
-                   compactness_grid=(1.0, 0.0)).task
-    validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
-    result = task_validation.grid_search(
-        [{"segmentation": segmentation, "detection": detection}], validation, task)
+    result = _grid_search_one(truth, segmentation, detection, compactness_grid=(1.0, 0.0))
     by_compactness = {row[6]: row[4] for row in result["grid"]}
     assert result["thresholds"]["compactness"] == 0.0
     assert by_compactness[0.0] > 0.97 and by_compactness[1.0] < by_compactness[0.0] - 0.03
@@ -285,18 +285,13 @@ def test_selection_grid_picks_the_compactness_that_cuts_along_the_valley():
 def test_selection_grid_picks_the_min_area_that_drops_a_small_false_object():
     """A true nucleus of 1,257 px plus a predicted 7×7 speck where there is none: AJI is
     1257/1257 with min area 60 and 1257/(1257 + 49) with 20 (the speck joins the union)."""
-    from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
     truth = np.zeros((64, 64), np.uint16)
     cv2.circle(truth, (24, 24), 20, 1, -1)
     segmentation = (truth > 0).astype(np.float32)
     segmentation[52:59, 52:59] = 1.0
     detection = np.zeros((64, 64), np.float32)
     detection[24, 24] = detection[55, 55] = 1.0
-    task = _config(seg_threshold_grid=(0.5,), det_threshold_grid=(0.07,), det_sigma_grid=(1.0,),
-                   min_area_grid=(60, 20)).task
-    validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
-    result = task_validation.grid_search(
-        [{"segmentation": segmentation, "detection": detection}], validation, task)
+    result = _grid_search_one(truth, segmentation, detection, min_area_grid=(60, 20))
     by_area = {row[3]: row[4] for row in result["grid"]}
     area = int((truth > 0).sum())
     assert by_area[60] == pytest.approx(1.0)
