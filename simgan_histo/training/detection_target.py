@@ -2,12 +2,14 @@
 
 The release's detection target is a 3×3 square at each nucleus' bounding-box centre. On
 large or pale nuclei (Kumar colon, breast) the trained detection head then barely rises
-above zero, so such nuclei get no seed or several weak ones (BENCHMARKS.md, "detection
-target"). A core is the part of a nucleus more than `core_fraction` of its own largest
-inner distance away from its outline (a disc's inner half-radius, a quarter of its area) (outline = any pixel next to another id or to the
-background), so every nucleus, small or large, has a blob of its own, and touching nuclei
-keep separate blobs. It travels as bit 8 of the in-memory bit mask (never stored: patch
-files keep the release's bits 1, 2, 4), added where the instance labels are at hand.
+above zero, so such nuclei get no seed or several weak ones (BENCHMARKS.md, "where instance
+separation fails"). A core is the part of a nucleus more than `core_fraction` of its own
+largest inner distance away from its outline (any pixel next to another id or to the
+background): a disc's inner half-radius, a quarter of its area. So every nucleus, small or
+large, has a blob of its own, and touching nuclei keep separate blobs. It travels as bit 8
+of the in-memory bit mask (never stored: patch files keep the release's bits 1, 2, 4), added
+where the instance labels are at hand. Measured on Kumar it scored lower than the centroid
+target, so no preset uses it.
 """
 
 import cv2
