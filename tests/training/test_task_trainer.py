@@ -172,6 +172,10 @@ def test_synthetic_validation_without_patches_is_refused(tmp_path):
         task_trainer._validation_set("synthetic", None)
     with pytest.raises(ValueError, match="expected 'synthetic'"):
         task_trainer._validation_set("labelled", None)
+    with pytest.raises(ValueError, match="'patches:<file>'"):
+        task_trainer._validation_set("patches:", None)
+    with pytest.raises(FileNotFoundError, match="patch file not found: .*missing.h5"):
+        task_trainer._validation_set(f"patches:{tmp_path / 'missing.h5'}", None)
 
 
 def test_real_dir_errors(tmp_path):
