@@ -302,6 +302,10 @@ class TaskConfig:
     # last steps average out Adam's noise instead of selecting among noisy iterates. One
     # Kumar seed scored lower with cosine (BENCHMARKS.md, "fourth row"), so no preset uses it.
     learning_rate_decay: str = "constant"
+    # Polyak averaging: validation, selection and export use an exponential moving average of
+    # the weights (new = m·old + (1 − m)·weights, after every step) while training goes on
+    # from the raw weights. 0 = off (release).
+    ema_momentum: float = 0.0
     train_steps: int = 10000
     validation_fraction: float = 0.1  # held-out synthetic patches
     roi_border_fraction: float = 0.125  # release: 50 px border of 400
@@ -367,6 +371,8 @@ class TaskConfig:
         _choice(self, "training_patches", ("buffer", "refined"))
         _choice(self, "validation_patches", ("held_out", "fresh"))
         _require(0.0 <= self.core_fraction < 1.0, "TaskConfig.core_fraction", self.core_fraction,
+                 "in [0, 1)")
+        _require(0.0 <= self.ema_momentum < 1.0, "TaskConfig.ema_momentum", self.ema_momentum,
                  "in [0, 1)")
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",
                   "max_validation_patches")

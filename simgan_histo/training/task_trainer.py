@@ -10,6 +10,7 @@ started) and `<workdir>/validation.jsonl` (evaluations).
 """
 
 import concurrent.futures
+import contextlib
 import json
 import pathlib
 import time
@@ -63,7 +64,9 @@ class TaskTrainer:
         self.batches, self.validation = batches, validation
         keras.utils.set_random_seed(config.runtime.seed)  # initial weights = f(seed)
         self.model = task_net.build_task_net(self.task)
-        self.optimizer = keras.optimizers.Adam(learning_rate(self.task))
+        self.optimizer = keras.optimizers.Adam(
+            learning_rate(self.task), use_ema=self.task.ema_momentum > 0,
+            ema_momentum=self.task.ema_momentum)
         self.optimizer.build(self.model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, name="step")
         self.best_score = tf.Variable(-np.inf, dtype=tf.float64, name="best_score")
@@ -125,10 +128,29 @@ class TaskTrainer:
                 "task/segmentation": losses["segmentation"],
                 "weights/mean": tf.reduce_mean(weight)}
 
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Inside, the model holds the moving average of its weights (if `ema_momentum`)."""
+        if not self.optimizer.use_ema:
+            yield
+            return
+        variables = self.model.trainable_variables
+        raw = [variable.numpy() for variable in variables]
+        self.optimizer.finalize_variable_values(variables)
+        try:
+            yield
+        finally:
+            for variable, value in zip(variables, raw):
+                variable.assign(value)
+
     def evaluate(self) -> Optional[dict]:
-        """Scores the current weights on the validation set; keeps them if they are the best."""
+        """Scores the current (averaged) weights; keeps them if they are the best so far."""
         if self.validation is None:
             return None
+        with self.averaged_weights():
+            return self._evaluate()
+
+    def _evaluate(self) -> dict:
         step = int(self.step)
         result = task_validation.evaluate(self.model, self.validation, self.task)
         improved = result["score"] > float(self.best_score)
@@ -188,8 +210,11 @@ class TaskTrainer:
             self.writer.flush()
 
     def selection(self) -> dict:
-        """Loads the stopping point's weights; returns how it and the thresholds were chosen."""
+        """Loads the stopping point's weights (without validation: the last step's, averaged
+        if `ema_momentum`); returns how it and the thresholds were chosen."""
         if self.validation is None or int(self.best_step) < 0:
+            if self.optimizer.use_ema:
+                self.optimizer.finalize_variable_values(self.model.trainable_variables)
             return {"validation": "none", "step": int(self.step), "metric": None,
                     "score": None, "thresholds": {}}
         self.best_checkpoint.restore(self.best_manager.latest_checkpoint).expect_partial()

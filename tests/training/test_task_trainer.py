@@ -76,6 +76,53 @@ def test_resume_is_bit_exact(tmp_path, patches, decay):
         tmp_path / "resumed" / "validation.jsonl").read_text()
 
 
+def _weights(model):
+    return [np.asarray(v) for v in model.trainable_variables]
+
+
+def test_moving_average_of_the_weights_by_hand(tmp_path, patches):
+    raw = _trainer(_config(), tmp_path / "raw", patches, validation=False)
+    trajectory = []
+    for steps in (1, 2, 3):  # each run resumes from the previous one's last checkpoint
+        raw.run(steps)
+        trajectory.append(_weights(raw.model))
+    averaged = _trainer(_config(ema_momentum=0.75), tmp_path / "ema", patches, validation=False)
+    averaged.run(3)
+    # average_1 = w_1; average_k = 0.75·average_(k−1) + 0.25·w_k
+    for got, w1, w2, w3 in zip(_weights(averaged.model), *trajectory):
+        np.testing.assert_allclose(got, 0.5625 * w1 + 0.1875 * w2 + 0.25 * w3, rtol=1e-5,
+                                   atol=1e-7)
+    assert not np.allclose(_weights(averaged.model)[0], trajectory[-1][0])
+
+
+def test_moving_average_is_what_is_validated_and_kept_while_training_goes_on_raw(
+        tmp_path, patches):
+    for name, momentum in (("plain", 0.0), ("ema", 0.9)):
+        _trainer(_config(ema_momentum=momentum, eval_every=6), tmp_path / name, patches).run(6)
+    latest = {}
+    for name, momentum in (("plain", 0.0), ("ema", 0.9)):
+        latest[name] = _trainer(_config(ema_momentum=momentum), tmp_path / name, patches)
+        assert latest[name].restore_or_initialize() == 6
+    for a, b in zip(_weights(latest["plain"].model), _weights(latest["ema"].model)):
+        np.testing.assert_array_equal(a, b)  # the raw trajectory does not feel the average
+    with latest["ema"].averaged_weights():
+        average = _weights(latest["ema"].model)
+    assert not np.allclose(average[0], _weights(latest["ema"].model)[0])  # raw again outside
+    kept = latest["ema"]
+    kept.best_checkpoint.restore(kept.best_manager.latest_checkpoint).expect_partial()
+    for a, b in zip(_weights(kept.model), average):
+        np.testing.assert_array_equal(a, b)  # the stopping point's weights are the average
+    records = [json.loads(line) for line in
+               (tmp_path / "ema" / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [6]
+
+
+def test_ema_momentum_out_of_range_is_refused():
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="ema_momentum"):
+            _config(ema_momentum=bad)
+
+
 def test_warm_start_loads_the_given_weights_and_a_checkpoint_takes_precedence(tmp_path, patches):
     config = _config()
     donor = _trainer(config, tmp_path / "donor", patches, validation=False)
