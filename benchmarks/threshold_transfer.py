@@ -61,6 +61,8 @@ def main(argv):
     del argv
     run = pathlib.Path(RUN.value)
     stages = {stage: run / stage / "done.json" for stage in ("task", "refiner", "synthesis")}
+    if (run / "self_training" / "done.json").exists():  # the exported net is the second round's
+        stages["task"] = run / "self_training" / "done.json"
     if not stages["task"].exists():  # checked before TensorFlow starts
         raise app.UsageError(f"{run}: no finished task stage ({stages['task']} is missing); "
                              f"finish the run with labelfree_reproduction.py first")

@@ -332,6 +332,10 @@ class TaskConfig:
     # the final refiner; training/refined_set.py). Kumar budget 30, seed 0: "refined" scored
     # 0.663 / 0.484 against 0.685 / 0.497 (BENCHMARKS.md), so no preset uses it.
     training_patches: str = "buffer"
+    # Self-training (training/self_training.py): this share of train_steps goes to a second
+    # round that mixes the tissue tiles, labelled by the first round's net, into the synthetic
+    # batches (real_batch_fraction), starting from the first round's weights. 0 = off.
+    self_training_share: float = 0.0
     # The label-free pipeline starts the exported task net from the GAN's jointly trained one
     # (paper §3: the task net trains with the refiner) instead of from scratch.
     init_from_gan: bool = True
@@ -372,6 +376,8 @@ class TaskConfig:
         _choice(self, "validation_patches", ("held_out", "fresh"))
         _require(0.0 <= self.core_fraction < 1.0, "TaskConfig.core_fraction", self.core_fraction,
                  "in [0, 1)")
+        _require(0.0 <= self.self_training_share < 1.0, "TaskConfig.self_training_share",
+                 self.self_training_share, "in [0, 1)")
         _require(0.0 <= self.ema_momentum < 1.0, "TaskConfig.ema_momentum", self.ema_momentum,
                  "in [0, 1)")
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",

@@ -3,8 +3,9 @@
 tissue → synthesis (in-process) → refiner/discriminator with importance weights and hard
 examples → history buffer (or, with `TaskConfig.training_patches="refined"`, a fresh set
 refined by the final refiner) → task net (started from the GAN's jointly trained one, weights
-re-scored by the final D, thresholds chosen on held-out synthetic patches) → exported
-SavedModel with inference.json.
+re-scored by the final D, thresholds chosen on held-out synthetic patches) → with
+`TaskConfig.self_training_share`, the tissue tiles labelled by that net and a second round
+on them and the synthetic patches → exported SavedModel with inference.json.
 
 Each stage writes into its own folder under the workdir and leaves a done-marker, so a
 killed run started again with the same command continues where it stopped (the refiner
@@ -21,10 +22,12 @@ from typing import Optional
 
 from absl import logging
 
+from simgan_histo import api
 from simgan_histo import buffer as buffer_lib
 from simgan_histo import synthesis
 from simgan_histo.training import refined_set
 from simgan_histo.training import refiner_run
+from simgan_histo.training import self_training
 from simgan_histo.training import task_trainer
 
 DONE = "done.json"
@@ -118,8 +121,20 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
         records["validation"] = _validation_stage(config, workdir / "validation", source,
                                                   refiner)
         validation = f"patches:{records['validation']['patches']}"
-    records["task"] = _task_stage(config, workdir / "task", patches, rescore, export_dir,
-                                  real_dir, init, validation)
+    first, second = self_training.round_steps(config.task)
+    if second == 0:
+        records["task"] = _task_stage(config, workdir / "task", patches, rescore, export_dir,
+                                      real_dir, init, validation)
+    else:
+        records["first_round"] = _task_stage(
+            config.replace(task={"train_steps": first}), workdir / "task", patches, rescore,
+            workdir / "task" / "export", real_dir, init, validation)
+        records["pseudo"] = _pseudo_stage(config, workdir / "pseudo", source,
+                                          records["first_round"]["export"], real_dir)
+        start = str(pathlib.Path(records["first_round"]["export"]) / "task_net.keras")
+        records["task"] = _task_stage(
+            config.replace(task={"train_steps": second}), workdir / "self_training", patches,
+            rescore, export_dir, records["pseudo"]["folder"], start, validation)
     records["seconds"] = round(time.perf_counter() - started, 1)
     return records
 
@@ -183,6 +198,21 @@ def _fresh_patches_stage(config, folder: pathlib.Path, source, count: int, seed:
         summary = synthesis.synthesize_to_file(source, out, count, seed=seed,
                                                config_json=config.to_json())
     return mark_finished(folder, dict(summary, patches=str(out)), key)
+
+
+def _pseudo_stage(config, folder: pathlib.Path, source, first_export: str, real_dir) -> dict:
+    """The tissue tiles labelled by the first round's net (plus `real_dir`'s labeled images,
+    linked in, for the "+ real data" row)."""
+    key = stage_key(config, upstream=False,
+                    inputs=[tile.name for tile in source.tiles] + [first_export, real_dir])
+    done = finished(folder, key)
+    if done:
+        return done
+    summary = self_training.pseudo_label_tiles(api.load(first_export), source.tiles, folder,
+                                               min_size=config.task.crop_size)
+    if real_dir:
+        summary["real_images"] = self_training.link_labeled(real_dir, folder)
+    return mark_finished(folder, summary, key)
 
 
 def _synthesis_stage(config, folder: pathlib.Path, source) -> dict:
