@@ -3,7 +3,9 @@
 All mutable state — step, network, optimizer, and the best validation score so far — is in
 one `tf.train.Checkpoint` managed in `<workdir>/checkpoints`; batches are a pure function of
 (seed, step) (`task_data.TaskBatches`), so a resumed run continues bit-exactly. The weights
-of the best evaluation (the stopping point) are kept apart in `<workdir>/best`.
+of the best evaluation (the stopping point) are kept apart in `<workdir>/best`; with
+`TaskConfig.ema_momentum` every evaluation, and so that copy and the export, uses the moving
+average of the weights (kept by the optimizer, so it is checkpointed with it).
 Scalars go to TensorBoard (`<workdir>/tensorboard/task`) and, for the record, to
 `<workdir>/curve.jsonl` (training; with wall and process-CPU seconds since this process
 started) and `<workdir>/validation.jsonl` (evaluations).
