@@ -135,23 +135,6 @@ def write_figures(workdir: pathlib.Path, records: dict, config, tissue, organs, 
     return drawn
 
 
-def real_images(records: dict) -> int:
-    """Real *labeled* images the task net saw (pseudo-labelled tissue tiles do not count)."""
-    if "pseudo" in records:
-        return records["pseudo"].get("real_images", 0)
-    return records["task"].get("real_images", 0)
-
-
-def self_training_record(records: dict):
-    """The self-training rounds, or None when the run has one round."""
-    if "pseudo" not in records:
-        return None
-    return {"first_round": records["first_round"]["selection"],
-            "first_round_export": records["first_round"]["export"],
-            "tiles": records["pseudo"]["tiles"], "nuclei": records["pseudo"]["nuclei"],
-            "skipped": records["pseudo"]["skipped"]}
-
-
 def main(argv):
     del argv
     started = time.perf_counter()
@@ -198,8 +181,8 @@ def main(argv):
             "task_steps": config.task.train_steps, "mean": result["mean"],
             "pooled": result["pooled"], "n_images": result["n_images"],
             "errors": analysis["all"], "figures": drawn,
-            "real_images": real_images(records),
-            "self_training": self_training_record(records),
+            "real_images": pipeline.real_labeled_images(records),
+            "self_training": pipeline.self_training_summary(records),
             "export": records["task"]["export"], "selection": records["task"]["selection"],
             "commit": export.git_commit(), "config_hash": config.hash(),
             "wall_s": round(time.perf_counter() - started, 1),

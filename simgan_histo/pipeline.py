@@ -139,6 +139,24 @@ def run_labelfree(config, workdir, tissue, mpp: Optional[float] = None,
     return records
 
 
+def real_labeled_images(records: dict) -> int:
+    """Real *labeled* images the exported task net saw (pseudo-labelled tissue tiles do not
+    count)."""
+    if "pseudo" in records:
+        return records["pseudo"].get("real_images", 0)
+    return records["task"].get("real_images", 0)
+
+
+def self_training_summary(records: dict) -> Optional[dict]:
+    """The self-training rounds, or None when the run has one round."""
+    if "pseudo" not in records:
+        return None
+    return {"first_round": records["first_round"]["selection"],
+            "first_round_export": records["first_round"]["export"],
+            "tiles": records["pseudo"]["tiles"], "nuclei": records["pseudo"]["nuclei"],
+            "skipped": records["pseudo"]["skipped"]}
+
+
 def _tissue_key(config, source) -> str:
     """The upstream stages' key: the config and which tissue tiles they drew from (by name,
     so a moved data folder still resumes)."""

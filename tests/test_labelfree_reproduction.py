@@ -36,6 +36,7 @@ def test_tiny_reproduction_runs_resumes_and_reports(monuseg, tmp_path):
     line = json.loads(first.stdout.strip().splitlines()[-1])
     assert line["n_images"] == 1 and line["seed"] == 3 and line["preset"] == "tiny"
     assert line["task_steps"] == 3 and line["task_share"] is None
+    assert line["self_training"] is None and line["real_images"] == 0  # tiny: one round
     for key in ("dice1", "dice2", "dice_avg", "aji", "aji_plus", "pq"):
         assert 0.0 <= line["mean"][key] <= 1.0
     refiner = tmp_path / "run" / "refiner"
@@ -112,3 +113,4 @@ def test_task_share_outside_the_open_interval_is_refused_at_parsing(share, tmp_p
     assert result.returncode != 0
     assert "--task_share must lie in (0, 1)" in result.stderr
     assert not (tmp_path / "run").exists()
+

@@ -92,3 +92,18 @@ def test_pipeline_second_round_trains_on_the_pseudo_labelled_tissue(tmp_path, mo
     assert sum(len(np.unique(l[l > 0])) for l in labels) == pseudo["nuclei"] > 0
     again = pipeline.run_labelfree(config, tmp_path / "run", tiles, mpp=0.25)
     assert again["pseudo"] == pseudo and again["task"] == final  # finished stages reused
+
+
+def test_pseudo_labelled_tiles_are_not_counted_as_real_labeled_images():
+    one_round = {"task": {"real_images": 16}}
+    assert pipeline.real_labeled_images(one_round) == 16  # plus_real, one round
+    assert pipeline.self_training_summary(one_round) is None
+    two_rounds = {"task": {"real_images": 15},  # the second round saw 15 pseudo-labelled tiles
+                  "pseudo": {"tiles": 15, "nuclei": 9000, "skipped": {}},
+                  "first_round": {"selection": {"step": 1346}, "export": "e/1"}}
+    assert pipeline.real_labeled_images(two_rounds) == 0
+    assert pipeline.self_training_summary(two_rounds) == {
+        "first_round": {"step": 1346}, "first_round_export": "e/1", "tiles": 15,
+        "nuclei": 9000, "skipped": {}}
+    two_rounds["pseudo"]["real_images"] = 16  # plus_real: real pairs linked into the folder
+    assert pipeline.real_labeled_images(two_rounds) == 16
