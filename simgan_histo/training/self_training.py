@@ -5,7 +5,7 @@ tissue tile of the run's source with its own inference settings (Reinhard, the t
 chosen on synthetic patches). The tiles and those instance maps form a labeled folder
 (`images/`, `labels/`). A second round mixes that folder into its batches
 (`TaskConfig.real_batch_fraction`) with the same synthetic patches, starting from the first
-round's weights. The pseudo-labels bring the test domain's real textures and colours, which
+round's weights. The pseudo-labels bring the real tissue's textures and colours, which
 the synthetic patches only imitate.
 
 No label is read: the tissue is the run's own unlabeled input (DESIGN §5), and both rounds
