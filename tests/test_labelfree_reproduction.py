@@ -113,4 +113,3 @@ def test_task_share_outside_the_open_interval_is_refused_at_parsing(share, tmp_p
     assert result.returncode != 0
     assert "--task_share must lie in (0, 1)" in result.stderr
     assert not (tmp_path / "run").exists()
-
