@@ -41,7 +41,8 @@ def score_grid(model, images, labels, task_config, name):
         det_threshold_grid=tuple(sorted({*task_config.det_threshold_grid, chosen.det_threshold})),
         det_sigma_grid=tuple(sorted({*task_config.det_sigma_grid, chosen.det_sigma})),
         min_area_grid=tuple(sorted({*task_config.min_area_grid, chosen.min_area_px})),
-        compactness_grid=tuple(sorted({*task_config.compactness_grid, chosen.compactness})))
+        compactness_grid=tuple(sorted({*task_config.compactness_grid, chosen.compactness})),
+        flood_on_grid=tuple(sorted({*task_config.flood_on_grid, chosen.flood_on})))
     maps = []
     for image in images:
         segmentation, detection = model.predict_maps(image)
@@ -50,7 +51,7 @@ def score_grid(model, images, labels, task_config, name):
     result = task_validation.grid_search(maps, held, task_config)
     point = [chosen.seg_threshold, chosen.det_threshold, chosen.det_sigma, chosen.min_area_px]
     selected = [row for row in result["grid"]
-                if row[:4] == point and row[6] == chosen.compactness]
+                if row[:4] == point and row[6:8] == [chosen.compactness, chosen.flood_on]]
     return {"selected": ({"aji": round(selected[0][4], 4), "dice_avg": round(selected[0][5], 4)}
                          if selected else None),
             "best": {**result["thresholds"], "aji": round(result["scores"]["aji"], 4),

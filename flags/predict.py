@@ -36,10 +36,13 @@ MAX_AREA = flags.DEFINE_integer(
     "inference.json).")
 COMPACTNESS = flags.DEFINE_float(
     "compactness", None, "Watershed compactness (default: inference.json).")
+FLOOD_ON = flags.DEFINE_enum(
+    "flood_on", None, ["segmentation", "detection"],
+    "The map the watershed floods (default: inference.json).")
 
 # Field names of `postprocess.watershed.Thresholds` (flags/ imports no library module).
 THRESHOLD_FLAGS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
-                   "max_area_px", "compactness")
+                   "max_area_px", "compactness", "flood_on")
 # Reused from flags/wsi.py and flags/shared.py; key flags of this module, so a script that
 # adopts this module's key flags shows them in --help.
 SHARED = ("model", "out", "mpp", "stain_norm", "tile_size", "overlap")

@@ -15,6 +15,7 @@ SCHEMA_VERSION = 1
 PRECISIONS = ("float32", "mixed_bfloat16")
 PADDINGS = ("same", "valid")
 ACTIVATIONS = ("lrelu", "relu")
+FLOOD_SURFACES = ("segmentation", "detection")  # maps the watershed can flood
 
 
 def _require(ok: bool, name: str, value, expected: str) -> None:
@@ -314,7 +315,9 @@ class TaskConfig:
     # Detection head's target: "centroid" (release: the dilated centroid bit) or "core"
     # (each nucleus' inner part beyond core_fraction of its largest inner distance; grows
     # with the nucleus, training/detection_target.py). Kumar no-GAN, seed 0: cores scored
-    # AJI 0.447 against 0.476 (BENCHMARKS.md), so no preset uses them.
+    # AJI 0.447 against 0.476 (BENCHMARKS.md), so no preset uses them. "distance": each
+    # pixel's inner distance ÷ its nucleus' largest, a soft target (DIST; pair it with
+    # flood_on_grid including "detection" and a det_threshold_grid of core levels).
     detection_target: str = "centroid"
     core_fraction: float = 0.5
     use_importance_weights: bool = True
@@ -325,6 +328,7 @@ class TaskConfig:
     min_area_px: int = 20  # release min_nucleus_size
     max_area_px: int = 65536  # release max_nucleus_size
     compactness: float = 1.0  # release watershed compactness
+    flood_on: str = "segmentation"  # the map whose valleys the watershed follows (release)
     kernel_size: int = 3  # release U-Net convs are 3×3
     real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
     # What the pipeline's task net trains on after the GAN: "buffer" (the refined patches of
@@ -362,6 +366,9 @@ class TaskConfig:
     # distance term outweighs the probabilities (all in [0, 1]), so touching nuclei are cut
     # along straight Voronoi lines; at 0 the cut follows the segmentation map's valleys.
     compactness_grid: Tuple[float, ...] = (1.0,)
+    # The flooded map, chosen with the thresholds: "segmentation" (release) or "detection"
+    # (useful when the detection head learns the inner distance, detection_target).
+    flood_on_grid: Tuple[str, ...] = ("segmentation",)
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
     jit_compile: str = "auto"
@@ -371,7 +378,12 @@ class TaskConfig:
         _choice(self, "selection_metric", ("aji", "dice_avg", "loss"))
         _choice(self, "jit_compile", ("auto", "on", "off"))
         _choice(self, "learning_rate_decay", ("constant", "cosine"))
-        _choice(self, "detection_target", ("centroid", "core"))
+        _choice(self, "detection_target", ("centroid", "core", "distance"))
+        _choice(self, "flood_on", FLOOD_SURFACES)
+        _require(len(self.flood_on_grid) > 0
+                 and all(v in FLOOD_SURFACES for v in self.flood_on_grid),
+                 "TaskConfig.flood_on_grid", self.flood_on_grid,
+                 f"a non-empty tuple of {FLOOD_SURFACES}")
         _choice(self, "training_patches", ("buffer", "refined"))
         _choice(self, "validation_patches", ("held_out", "fresh"))
         _require(0.0 <= self.core_fraction < 1.0, "TaskConfig.core_fraction", self.core_fraction,

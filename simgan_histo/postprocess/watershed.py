@@ -11,7 +11,8 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
 4. Markers = connected components of the seeds dilated 3×3; skimage
    `watershed(−seg, markers, mask=foreground, compactness)`, run one foreground component at
    a time (`flood`): a component holding one marker is that marker's, the others are
-   flooded on their bounding-box crop.
+   flooded on their bounding-box crop. With `flood_on="detection"` the smoothed detection
+   map is flooded instead (for a net whose detection head learned the inner distance).
 5. Holes inside one instance are filled; instances outside [min_area_px, max_area_px] are
    dropped; ids are made consecutive.
 
@@ -27,6 +28,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import segmentation as sk_segmentation
 
+from simgan_histo.config import FLOOD_SURFACES
+
 _EIGHT = np.ones((3, 3), bool)
 
 
@@ -41,6 +44,7 @@ class Thresholds:
     min_area_px: int = 20  # release min_nucleus_size
     max_area_px: int = 65536  # release max_nucleus_size
     compactness: float = 1.0  # skimage watershed compactness (release)
+    flood_on: str = "segmentation"  # the map whose valleys split touching nuclei (release)
 
     def __post_init__(self):
         for name in ("seg_threshold", "det_threshold"):
@@ -51,6 +55,9 @@ class Thresholds:
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"Thresholds.{name}={value!r}: expected >= 0")
+        if self.flood_on not in FLOOD_SURFACES:
+            raise ValueError(f"Thresholds.flood_on={self.flood_on!r}: expected one of "
+                             f"{FLOOD_SURFACES}")
         if self.max_area_px <= self.min_area_px:
             raise ValueError(f"Thresholds.max_area_px={self.max_area_px!r}: expected > "
                              f"min_area_px ({self.min_area_px})")
@@ -273,6 +280,7 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
     seeds = np.concatenate(
         [seeds, _recalled_seeds(seg, foreground, seeds, thresholds.max_area_px)])
     markers = _markers(seg.shape, seeds)
-    labels = flood(seg, foreground, markers, thresholds.compactness)
+    surface = seg if thresholds.flood_on == "segmentation" else det
+    labels = flood(surface, foreground, markers, thresholds.compactness)
     labels = fill_instance_holes(labels.astype(np.uint32))
     return filter_by_area(labels, thresholds.min_area_px, thresholds.max_area_px)

@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 INFERENCE_JSON = "inference.json"
 KERAS_FILE = "task_net.keras"
 WATERSHED_KEYS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
-                  "max_area_px", "compactness")
+                  "max_area_px", "compactness", "flood_on")
 
 
 class TaskServing(tf.Module):
@@ -54,7 +54,9 @@ class TaskServing(tf.Module):
 
 
 def _number(value):
-    """JSON number: integers stay integers (areas in px), the rest float."""
+    """JSON number: integers stay integers (areas in px), the rest float; names stay text."""
+    if isinstance(value, str):
+        return value
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else float(value)
 
 

@@ -2,7 +2,8 @@
 
 Targets come from the release bit mask (1 nucleus, 2 contour, 4 centroid):
 segmentation = bit 1; detection = bit 4 dilated with a k×k square (release: 3×3), or, with
-`TaskConfig.detection_target="core"`, the nucleus cores of bit 8 (`detection_target.py`).
+`TaskConfig.detection_target="core"`, the nucleus cores of bit 8, or with "distance", the
+soft inner-distance target of bits 16–128 (`detection_target.py`).
 Per sample:  L_i = Σ_pixels roi · CE(seg) + Σ_pixels roi · CE(det)  (sigmoid cross-entropy),
 with roi = 1 inside and `roi_border_weight` (release 0.01) in a border that is a fraction
 of the patch side (release: 50 px of 400 = 0.125).
@@ -14,7 +15,7 @@ Losses are computed in float32 whatever the compute precision.
 import tensorflow as tf
 
 from simgan_histo.patch_file import MASK_CENTROID, MASK_NUCLEUS
-from simgan_histo.training.detection_target import MASK_CORE
+from simgan_histo.training.detection_target import DISTANCE_LEVELS, DISTANCE_SHIFT, MASK_CORE
 
 DETECTION, SEGMENTATION = 0, 1  # logit channels (models/unet.py)
 
@@ -23,17 +24,22 @@ def targets_from_mask(mask, dilation: int = 3, target: str = "centroid"):
     """Segmentation and detection targets from a (B, H, W) bit mask.
 
     Args:
-      mask: integer (B, H, W) release bit mask (with the core bit 8 for target "core").
+      mask: integer (B, H, W) release bit mask (with bit 8 for target "core", bits 16–128
+        for "distance").
       dilation: side of the square structuring element applied to the centroid bit.
-      target: "centroid" (release: the dilated centroid bit) or "core" (bit 8 as it is).
+      target: "centroid" (release: the dilated centroid bit), "core" (bit 8 as it is) or
+        "distance" (bits 16–128 ÷ DISTANCE_LEVELS, a soft target in [0, 1]).
 
     Returns:
-      float32 (B, H, W, 2): channel 0 detection (dilated centroids), channel 1 segmentation.
+      float32 (B, H, W, 2): channel 0 detection, channel 1 segmentation.
     """
     mask = tf.cast(mask, tf.int32)
     segmentation = tf.cast(tf.bitwise.bitwise_and(mask, MASK_NUCLEUS) > 0, tf.float32)
     if target == "core":
         detection = tf.cast(tf.bitwise.bitwise_and(mask, MASK_CORE) > 0, tf.float32)
+    elif target == "distance":
+        levels = tf.bitwise.right_shift(mask, DISTANCE_SHIFT) % (DISTANCE_LEVELS + 1)
+        detection = tf.cast(levels, tf.float32) / DISTANCE_LEVELS
     else:
         centroid = tf.cast(tf.bitwise.bitwise_and(mask, MASK_CENTROID) > 0, tf.float32)
         detection = tf.nn.max_pool2d(centroid[..., None], dilation, 1, "SAME")[..., 0]

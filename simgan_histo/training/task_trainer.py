@@ -25,6 +25,7 @@ from absl import logging
 from tqdm import tqdm
 
 from simgan_histo import stain
+from simgan_histo.config import FLOOD_SURFACES
 from simgan_histo.evaluation import predict_lib
 from simgan_histo.models import task_net
 from simgan_histo.training import export
@@ -84,11 +85,14 @@ class TaskTrainer:
                                          name="best_min_area")
         self.best_compactness = tf.Variable(self.task.compactness, dtype=tf.float64,
                                             name="best_compactness")
+        self.best_flood_on = tf.Variable(FLOOD_SURFACES.index(self.task.flood_on),
+                                         dtype=tf.int64, name="best_flood_on")
         self.checkpoint = tf.train.Checkpoint(
             step=self.step, task_net=self.model, task_optimizer=self.optimizer,
             best_score=self.best_score, best_step=self.best_step,
             best_thresholds=self.best_thresholds, best_det_sigma=self.best_det_sigma,
-            best_min_area=self.best_min_area, best_compactness=self.best_compactness)
+            best_min_area=self.best_min_area, best_compactness=self.best_compactness,
+            best_flood_on=self.best_flood_on)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.workdir / "checkpoints",
                                                   max_to_keep=2)
         self.best_checkpoint = tf.train.Checkpoint(task_net=self.model)
@@ -164,6 +168,7 @@ class TaskTrainer:
             self.best_det_sigma.assign(result["thresholds"]["det_sigma"])
             self.best_min_area.assign(result["thresholds"]["min_area_px"])
             self.best_compactness.assign(result["thresholds"]["compactness"])
+            self.best_flood_on.assign(FLOOD_SURFACES.index(result["thresholds"]["flood_on"]))
             self.best_manager.save(checkpoint_number=step)
         record = {"step": step, "loss": result["loss"], "score": result["score"],
                   **result["thresholds"], **{k: result["scores"][k] for k in
@@ -174,7 +179,8 @@ class TaskTrainer:
                         "det_sigma", "min_area_px", "compactness"):
                 tf.summary.scalar(f"validation/{key}", record[key])
         logging.info("step %d validation %s: %s", step, self.validation.name,
-                     {k: round(v, 4) for k, v in record.items() if k != "step"})
+                     {k: v if isinstance(v, str) else round(v, 4)
+                      for k, v in record.items() if k != "step"})
         return result
 
     def run(self, num_steps: int) -> dict:
@@ -226,7 +232,8 @@ class TaskTrainer:
                 "thresholds": {"seg_threshold": seg, "det_threshold": det,
                                "det_sigma": float(self.best_det_sigma.numpy()),
                                "min_area_px": int(self.best_min_area.numpy()),
-                               "compactness": float(self.best_compactness.numpy())}}
+                               "compactness": float(self.best_compactness.numpy()),
+                               "flood_on": FLOOD_SURFACES[int(self.best_flood_on.numpy())]}}
 
 
 def _patch_file_mpp(patches, default: float) -> float:

@@ -86,8 +86,8 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
     """Mean per-sample task loss (unweighted) of the held-out images."""
     losses = []
     for prediction, mask, labels in zip(maps, validation.masks, validation.labels):
-        mask = detection_target.with_core(mask, labels, config.detection_target,
-                                          config.core_fraction)
+        mask = detection_target.with_target(mask, labels, config.detection_target,
+                                            config.core_fraction)
         parts = task_loss.weighted_task_loss(
             tf.constant(prediction["logits"][None]), tf.constant(mask[None]),
             tf.ones([1]), config)
@@ -96,26 +96,27 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
 
 
 def grid_search(maps, validation: ValidationSet, config) -> dict:
-    """Mean metrics of the watershed for every (seg, det, det σ, compactness, min area).
+    """Mean metrics of the watershed for every (seg, det, det σ, compactness, flooded map,
+    min area).
 
     The watershed runs once per (seg, det, σ, compactness) with the smallest min area; each
     larger one only drops instances (areas are fixed by then), so it filters that result.
 
     Returns:
-      {"thresholds": {seg_threshold, det_threshold, det_sigma, min_area_px, compactness},
-       "scores": mean metrics of the best, "grid": [[seg, det, σ, min area, aji, dice_avg,
-       compactness], ...]}; "best" is by `config.selection_metric` (AJI when the selection
-       metric is the loss).
+      {"thresholds": {seg_threshold, det_threshold, det_sigma, min_area_px, compactness,
+       flood_on}, "scores": mean metrics of the best, "grid": [[seg, det, σ, min area, aji,
+       dice_avg, compactness, flood_on], ...]}; "best" is by `config.selection_metric` (AJI
+       when the selection metric is the loss).
     """
     key = "aji" if config.selection_metric == "loss" else config.selection_metric
     areas = sorted(config.min_area_grid)
     base = watershed.Thresholds.from_task_config(config).replace(min_area_px=areas[0])
     best, grid = None, []
-    for seg, det, sigma, compactness in itertools.product(
+    for seg, det, sigma, compactness, surface in itertools.product(
             config.seg_threshold_grid, config.det_threshold_grid, config.det_sigma_grid,
-            config.compactness_grid):
+            config.compactness_grid, config.flood_on_grid):
         thresholds = base.replace(seg_threshold=seg, det_threshold=det, det_sigma=sigma,
-                                  compactness=compactness)
+                                  compactness=compactness, flood_on=surface)
         per_area = {area: {} for area in areas}
         for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
             predicted = watershed.instances_from_maps(
@@ -126,11 +127,12 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
                                                                    kept.astype(np.int64))
         for area in areas:
             mean = metrics.summarize(per_area[area])["mean"]
-            grid.append([seg, det, sigma, area, mean["aji"], mean["dice_avg"], compactness])
+            grid.append([seg, det, sigma, area, mean["aji"], mean["dice_avg"], compactness,
+                         surface])
             if best is None or mean[key] > best["scores"][key]:
                 best = {"thresholds": {"seg_threshold": seg, "det_threshold": det,
                                        "det_sigma": sigma, "min_area_px": area,
-                                       "compactness": compactness},
+                                       "compactness": compactness, "flood_on": surface},
                         "scores": mean}
     best["grid"] = grid
     return best

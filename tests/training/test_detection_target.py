@@ -1,4 +1,4 @@
-"""Nucleus cores as the detection target: hand-drawn instances, the loss target, the batches."""
+"""Cores and inner distance as detection targets: hand-drawn instances, loss targets, batches."""
 
 import cv2
 import numpy as np
@@ -49,17 +49,17 @@ def test_a_one_pixel_nucleus_is_its_own_core():
     np.testing.assert_array_equal(detection_target.core_map(labels), labels > 0)
 
 
-def test_with_core_sets_bit_8_only_for_the_core_target():
+def test_with_target_sets_bit_8_only_for_the_core_target():
     labels = _two_touching_squares()
     masks = np.where(labels > 0, 1, 0).astype(np.uint8)
-    assert detection_target.with_core(masks, labels, "centroid") is masks
-    out = detection_target.with_core(np.stack([masks] * 2), np.stack([labels] * 2), "core")
+    assert detection_target.with_target(masks, labels, "centroid") is masks
+    out = detection_target.with_target(np.stack([masks] * 2), np.stack([labels] * 2), "core")
     np.testing.assert_array_equal(out[1] & 7, masks)
     np.testing.assert_array_equal(out[0] & 8 > 0, detection_target.core_map(labels))
     with pytest.raises(ValueError, match="detection target"):
-        detection_target.with_core(masks, labels, "blob")
+        detection_target.with_target(masks, labels, "blob")
     with pytest.raises(ValueError, match="differ"):
-        detection_target.with_core(masks, labels[:5], "core")
+        detection_target.with_target(masks, labels[:5], "core")
 
 
 def test_loss_target_reads_the_core_bit():
@@ -73,11 +73,50 @@ def test_loss_target_reads_the_core_bit():
     np.testing.assert_array_equal(targets.numpy()[0, ..., 0], detection)
 
 
+def test_inner_distance_peaks_at_each_centre_with_a_valley_where_nuclei_touch():
+    labels = _two_touching_squares()
+    levels = detection_target.distance_levels(labels)
+    assert levels.dtype == np.uint8
+    np.testing.assert_array_equal(levels == 0, labels == 0)
+    # 7 rows: outline distance 1 at the rim, 4 at the centre row -> 15 · d / 4.
+    np.testing.assert_array_equal(levels[5, 2:18],
+                                  [4, 8, 11, 15, 11, 8, 4, 4, 8, 11, 15, 15, 15, 11, 8, 4])
+    np.testing.assert_array_equal(levels[2:9, 5], [4, 8, 11, 15, 11, 8, 4])
+
+
+def test_inner_distance_is_scaled_to_each_nucleus():
+    for radius in (4, 16):
+        labels = np.zeros((40, 40), np.uint16)
+        cv2.circle(labels, (20, 20), radius, 1, -1)
+        levels = detection_target.distance_levels(labels)
+        assert levels[20, 20] == detection_target.DISTANCE_LEVELS
+        assert levels[20, 20 + radius] <= 4  # the rim, whatever the size
+        # Halfway out, about half the peak.
+        assert abs(int(levels[20, 20 + radius // 2]) - 8) <= 2
+
+
+def test_with_target_puts_the_distance_in_the_high_bits_and_the_loss_reads_it():
+    labels = _two_touching_squares()
+    masks = task_data.instances_to_bits(labels)
+    out = detection_target.with_target(masks, labels, "distance")
+    np.testing.assert_array_equal(out & 15, masks)
+    np.testing.assert_array_equal(out >> 4, detection_target.distance_levels(labels))
+    targets = task_loss.targets_from_mask(tf.constant(out[None]), dilation=3,
+                                          target="distance").numpy()[0]
+    np.testing.assert_allclose(targets[..., 0], detection_target.distance_levels(labels) / 15,
+                               atol=1e-7)
+    np.testing.assert_array_equal(targets[..., 1], labels > 0)
+
+
 def test_config_checks_the_target():
     with pytest.raises(ValueError, match="detection_target"):
         config_lib.TaskConfig(detection_target="peaks")
     with pytest.raises(ValueError, match="core_fraction"):
         config_lib.TaskConfig(core_fraction=1.0)
+    with pytest.raises(ValueError, match="flood_on_grid"):
+        config_lib.TaskConfig(flood_on_grid=("distance",))
+    with pytest.raises(ValueError, match="flood_on"):
+        config_lib.TaskConfig(flood_on="contour")
 
 
 def test_batches_carry_the_cores_of_their_patches(tmp_path):

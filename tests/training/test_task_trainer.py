@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from simgan_histo import config as config_lib
+from simgan_histo.training import detection_target
 from simgan_histo.training import gan_export
 from simgan_histo.training import task_data
 from simgan_histo.training import task_trainer
@@ -310,7 +311,8 @@ def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
     result = _grid_search_one(truth, segmentation, detection, det_sigma_grid=(1.0, 3.0))
     by_sigma = {row[2]: row[4] for row in result["grid"]}
     assert result["thresholds"] == {"seg_threshold": 0.5, "det_threshold": 0.07,
-                                    "det_sigma": 3.0, "min_area_px": 20, "compactness": 1.0}
+                                    "det_sigma": 3.0, "min_area_px": 20, "compactness": 1.0,
+                                    "flood_on": "segmentation"}
     assert by_sigma[3.0] == pytest.approx(1.0) and by_sigma[1.0] < 0.7
 
 
@@ -331,6 +333,24 @@ def test_selection_grid_picks_the_compactness_that_cuts_along_the_valley():
     by_compactness = {row[6]: row[4] for row in result["grid"]}
     assert result["thresholds"]["compactness"] == 0.0
     assert by_compactness[0.0] > 0.97 and by_compactness[1.0] < by_compactness[0.0] - 0.03
+
+
+def test_selection_grid_picks_the_flooded_map_with_the_valley():
+    """A nucleus of radius 5 overlapping one of radius 16, a flat segmentation map (no
+    valley) and their inner-distance map as detection: flooding −segmentation cuts at equal
+    distance from the seeds, 3.5 px inside the large one; flooding −detection follows the
+    distance valley. The grid must choose "detection"."""
+    truth = np.zeros((64, 80), np.uint16)
+    cv2.circle(truth, (20, 32), 16, 1, -1)
+    cv2.circle(truth, (37, 32), 5, 2, -1)
+    segmentation = (truth > 0).astype(np.float32)
+    detection = detection_target.distance_levels(truth) / detection_target.DISTANCE_LEVELS
+    result = _grid_search_one(truth, segmentation, detection.astype(np.float32),
+                              det_threshold_grid=(0.6,), compactness_grid=(0.0,),
+                              flood_on_grid=("segmentation", "detection"))
+    by_map = {row[7]: row[4] for row in result["grid"]}
+    assert result["thresholds"]["flood_on"] == "detection"
+    assert by_map["detection"] > 0.95 and by_map["segmentation"] < by_map["detection"] - 0.1
 
 
 def test_selection_grid_picks_the_min_area_that_drops_a_small_false_object():
