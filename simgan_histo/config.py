@@ -317,7 +317,8 @@ class TaskConfig:
     # with the nucleus, training/detection_target.py). Kumar no-GAN, seed 0: cores scored
     # AJI 0.447 against 0.476 (BENCHMARKS.md), so no preset uses them. "distance": each
     # pixel's inner distance ÷ its nucleus' largest, a soft target (DIST; pair it with
-    # flood_on_grid including "detection" and a det_threshold_grid of core levels).
+    # flood_on_grid including "detection" and a det_threshold_grid of core levels). Kumar
+    # budget 30, seed 0, paired: AJI 0.484 against 0.499 (more splits), so it is off too.
     detection_target: str = "centroid"
     core_fraction: float = 0.5
     use_importance_weights: bool = True
