@@ -321,6 +321,9 @@ class TaskConfig:
     # budget 30, seed 0, paired: AJI 0.484 against 0.499 (more splits), so it is off too.
     detection_target: str = "centroid"
     core_fraction: float = 0.5
+    # Segmentation target without a 1-px line where two nuclei touch, so the segmentation
+    # map has a valley to cut along (training/detection_target.py). Off: release.
+    separate_touching: bool = False
     use_importance_weights: bool = True
     seg_threshold: float = 0.33  # release run_wsi_seg_nuclei.sh
     det_threshold: float = 0.07  # release

@@ -16,10 +16,17 @@ nucleus' largest, so it runs from near 0 at the outline to 1 at the centre, with
 where two nuclei touch. It travels quantised to DISTANCE_LEVELS steps in bits 16–128 and is
 fitted as a soft sigmoid target; flooding −detection (`Thresholds.flood_on`) then cuts
 touching nuclei along that valley.
+
+`TaskConfig.separate_touching` changes the segmentation target instead: the nucleus bit is
+cleared on a 1-px line where two nuclei touch, so the segmentation map learns a valley there
+and the watershed (compactness 0) can cut along it rather than at equal distance from the
+seeds. `task_mask` applies whatever the task config asks for.
 """
 
 import cv2
 import numpy as np
+
+from simgan_histo.patch_file import MASK_NUCLEUS
 
 MASK_CORE = 8
 DISTANCE_SHIFT = 4  # bits 16, 32, 64, 128 hold the quantised inner distance
@@ -66,6 +73,36 @@ def distance_levels(labels: np.ndarray) -> np.ndarray:
     ids, distance, peak = _inner_distance(labels)
     ratio = np.where(ids > 0, distance / np.maximum(peak[ids], 1.0), 0.0)
     return np.rint(ratio * DISTANCE_LEVELS).astype(np.uint8)
+
+
+def touching_line(labels: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of a nucleus with a higher id among their 8 neighbours.
+
+    One side of every border between two touching nuclei: a line 1 px wide.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"expected an (H, W) instance map, got {labels.shape}")
+    ids = labels.astype(np.float32)  # exact for ids below 2**24
+    return (labels > 0) & (cv2.dilate(ids, _RING, borderType=cv2.BORDER_REPLICATE) > ids)
+
+
+def needs_labels(task) -> bool:
+    """Whether `task_mask` reads the instance labels for this `TaskConfig`."""
+    return task.detection_target != "centroid" or task.separate_touching
+
+
+def task_mask(masks: np.ndarray, labels: np.ndarray, task) -> np.ndarray:
+    """`masks` ((H, W) or (B, H, W) uint8) with the bits `task` (a TaskConfig) trains on."""
+    if not needs_labels(task):
+        return masks
+    masks = with_target(masks, labels, task.detection_target, task.core_fraction)
+    if task.separate_touching:
+        masks, labels = np.asarray(masks), np.asarray(labels)
+        line = (touching_line(labels) if labels.ndim == 2
+                else np.stack([touching_line(l) for l in labels]))
+        masks = np.where(line, masks & ~np.uint8(MASK_NUCLEUS), masks).astype(masks.dtype)
+    return masks
 
 
 def with_target(masks: np.ndarray, labels: np.ndarray, target: str,

@@ -130,8 +130,7 @@ class TrainingLoop:
     def task_mask(self, batch: dict) -> np.ndarray:
         """The batch's bit masks with what the task loss's detection target needs."""
         task = self.config.task
-        return detection_target.with_target(batch["mask"], batch["labels"],
-                                            task.detection_target, task.core_fraction)
+        return detection_target.task_mask(batch["mask"], batch["labels"], task)
 
     def push(self, iteration: int, current: dict) -> None:
         """Refined patches → buffer, with weights from D once D has been trained."""

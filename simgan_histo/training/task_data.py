@@ -225,24 +225,20 @@ class TaskBatches:
             self.num_real = min(config.batch_size - 1,
                                 max(1, int(round(config.real_batch_fraction * config.batch_size))))
 
-    def _with_target(self, mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return detection_target.with_target(mask, labels, self.config.detection_target,
-                                            self.config.core_fraction)
-
     def batch(self, step: int) -> Dict[str, np.ndarray]:
         """{image uint8 (B,c,c,3), mask uint8 (B,c,c), weight float32 (B,)} for `step`."""
         rng = np.random.default_rng([self.seed, int(step)])
         crop, size = self.config.crop_size, self.config.batch_size
         images, masks, weights = [], [], []
         num_synthetic = size - self.num_real
-        core = self.config.detection_target != "centroid"  # needs the instance labels
+        core = detection_target.needs_labels(self.config)
         if num_synthetic:
             rows = rng.choice(self.patches.train_rows, num_synthetic)
             data = self.patches.read(rows, ["image", "mask"] + (["labels"] if core else []))
             stored = self.patches.weights[rows]
             for index, (image, mask, weight) in enumerate(zip(data["image"], data["mask"], stored)):
                 if core:
-                    mask = self._with_target(mask, data["labels"][index])
+                    mask = detection_target.task_mask(mask, data["labels"][index], self.config)
                 image, mask = augment(image, mask, crop, rng)
                 images.append(image)
                 masks.append(mask)
@@ -250,7 +246,7 @@ class TaskBatches:
         for index in rng.integers(0, len(self.real), self.num_real) if self.num_real else []:
             mask = self.real.masks[index]
             if core:
-                mask = self._with_target(mask, self.real.labels[index])
+                mask = detection_target.task_mask(mask, self.real.labels[index], self.config)
             image, mask = augment(self.real.images[index], mask, crop, rng)
             images.append(image)
             masks.append(mask)

@@ -86,8 +86,7 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
     """Mean per-sample task loss (unweighted) of the held-out images."""
     losses = []
     for prediction, mask, labels in zip(maps, validation.masks, validation.labels):
-        mask = detection_target.with_target(mask, labels, config.detection_target,
-                                            config.core_fraction)
+        mask = detection_target.task_mask(mask, labels, config)
         parts = task_loss.weighted_task_loss(
             tf.constant(prediction["logits"][None]), tf.constant(mask[None]),
             tf.ones([1]), config)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from simgan_histo import config as config_lib
+from simgan_histo import patch_file
 from simgan_histo.training import detection_target
 from simgan_histo.training import task_data
 from simgan_histo.training import task_loss
@@ -108,6 +109,30 @@ def test_with_target_puts_the_distance_in_the_high_bits_and_the_loss_reads_it():
     np.testing.assert_array_equal(targets[..., 1], labels > 0)
 
 
+def test_the_touching_line_is_one_pixel_on_one_side_of_the_border():
+    labels = _two_touching_squares()
+    expected = np.zeros(labels.shape, bool)
+    expected[2:9, 8] = True  # id 1's column next to id 2
+    np.testing.assert_array_equal(detection_target.touching_line(labels), expected)
+    alone = np.zeros((9, 9), np.uint16)
+    alone[2:7, 2:7] = 3
+    assert not detection_target.touching_line(alone).any()  # background is not a neighbour
+
+
+def test_task_mask_clears_the_nucleus_bit_on_the_touching_line_only():
+    labels = _two_touching_squares()
+    masks = task_data.instances_to_bits(labels)
+    task = config_lib.TaskConfig(separate_touching=True)
+    assert detection_target.needs_labels(task)
+    assert not detection_target.needs_labels(config_lib.TaskConfig())
+    out = detection_target.task_mask(np.stack([masks] * 2), np.stack([labels] * 2), task)
+    line = detection_target.touching_line(labels)
+    np.testing.assert_array_equal(out[1] & 1, (labels > 0) & ~line)
+    np.testing.assert_array_equal(out[0] & 6, masks & 6)  # contour and centroid bits kept
+    seg = task_loss.targets_from_mask(tf.constant(out[:1]), 3).numpy()[0, ..., 1]
+    assert seg[5, 8] == 0 and seg[5, 7] == 1 and seg[5, 9] == 1  # the valley
+
+
 def test_config_checks_the_target():
     with pytest.raises(ValueError, match="detection_target"):
         config_lib.TaskConfig(detection_target="peaks")
@@ -132,3 +157,30 @@ def test_batches_carry_the_cores_of_their_patches(tmp_path):
     assert not (plain["mask"] & 8).any()
     inside = cored["mask"] & 8 > 0
     assert inside.any() and (cored["mask"][inside] & 1).all()
+
+
+def test_batches_carry_the_separated_segmentation_target(tmp_path):
+    labels = np.zeros((64, 64), np.uint16)
+    for index, left in enumerate(range(0, 64, 8)):
+        labels[:, left:left + 8] = index + 1  # eight touching stripes: seven borders
+    with patch_file.PatchWriter(tmp_path / "stripes.h5", 64, 2, config_json="{}") as writer:
+        for _ in range(2):
+            writer.append({"image": np.full((1, 64, 64, 3), 128, np.uint8),
+                           "reference": np.full((1, 64, 64, 3), 128, np.uint8),
+                           "mask": task_data.instances_to_bits(labels)[None],
+                           "labels": labels[None], "source": np.zeros(1, np.int32),
+                           "weight": np.ones(1, np.float32), "step": np.full(1, -1, np.int64)})
+    files = task_data.PatchFiles([tmp_path / "stripes.h5"], 0.0, 64, seed=0)
+    base = dict(batch_size=2, validation_fraction=0.0)
+    plain = task_data.TaskBatches(config_lib.tiny().replace(task=base).task, files,
+                                  seed=3).batch(2)
+    separated = task_data.TaskBatches(
+        config_lib.tiny().replace(task=dict(base, separate_touching=True)).task, files,
+        seed=3).batch(2)
+    np.testing.assert_array_equal(plain["image"], separated["image"])
+    np.testing.assert_array_equal(separated["mask"] & 6, plain["mask"] & 6)
+    before, after = plain["mask"] & 1 > 0, separated["mask"] & 1 > 0
+    assert not (after & ~before).any()  # only clears
+    crop = plain["mask"].shape[1]
+    # Each crop holds whole 1-px lines, one per 8 px (crops, flips and turns move them).
+    assert (before & ~after).sum() == pytest.approx(2 * crop * crop / 8, rel=0.3)
