@@ -322,7 +322,9 @@ class TaskConfig:
     detection_target: str = "centroid"
     core_fraction: float = 0.5
     # Segmentation target without a 1-px line where two nuclei touch, so the segmentation
-    # map has a valley to cut along (training/detection_target.py). Off: release.
+    # map has a valley to cut along (training/detection_target.py). Off: release. Kumar
+    # budget 30, seed 0, paired: 0.686 / 0.504 against 0.692 / 0.499 (fewer merges, more
+    # splits; BENCHMARKS.md).
     separate_touching: bool = False
     use_importance_weights: bool = True
     seg_threshold: float = 0.33  # release run_wsi_seg_nuclei.sh
