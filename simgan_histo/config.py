@@ -326,6 +326,9 @@ class TaskConfig:
     # budget 30, seed 0, paired: 0.686 / 0.504 against 0.692 / 0.499 (fewer merges, more
     # splits; BENCHMARKS.md).
     separate_touching: bool = False
+    # Per training sample, H and E optical densities × U(1 ± this) (Tellez et al. 2018's
+    # HED augmentation, at task-net time; the synthesis has its own jitter). 0 = off.
+    stain_jitter: float = 0.0
     use_importance_weights: bool = True
     seg_threshold: float = 0.33  # release run_wsi_seg_nuclei.sh
     det_threshold: float = 0.07  # release
@@ -397,6 +400,8 @@ class TaskConfig:
         _require(0.0 <= self.self_training_share < 1.0, "TaskConfig.self_training_share",
                  self.self_training_share, "in [0, 1)")
         _require(0.0 <= self.ema_momentum < 1.0, "TaskConfig.ema_momentum", self.ema_momentum,
+                 "in [0, 1)")
+        _require(0.0 <= self.stain_jitter < 1.0, "TaskConfig.stain_jitter", self.stain_jitter,
                  "in [0, 1)")
         _positive(self, "kernel_size", "summary_every", "checkpoint_every", "eval_every",
                   "max_validation_patches")

@@ -8,7 +8,8 @@ Sources:
   (release: the supervised MoNuSeg patches enter the learner's batch unweighted).
 
 A batch for step t is a pure function of (seed, t): resuming needs no RNG state. Every
-sample gets its own random crop, flip and rot90 (the release drew one rot90 per run).
+sample gets its own random crop, flip and rot90 (the release drew one rot90 per run), and
+with `TaskConfig.stain_jitter` its own hematoxylin and eosin scaling (Tellez et al. 2018).
 Held-out synthetic patches are chosen by tissue tile (`source`) so that no validation
 patch shares a tile with a training patch.
 """
@@ -18,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
+from skimage import color
 
 from simgan_histo import patch_file
 from simgan_histo.training import detection_target
@@ -207,6 +209,20 @@ def augment(image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Gener
     return np.rot90(image, turns), np.rot90(mask, turns)
 
 
+def jitter_stains(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """H and E optical densities each × U(1 ± amount) (Ruifrok–Johnston vectors); uint8.
+
+    In optical density the change is a·H·v_H + c·E·v_E, so in RGB a per-pixel gain; unlike
+    an rgb2hed / hed2rgb round trip (which clips negative densities) amount 0 is the identity.
+    """
+    rgb = image.astype(np.float32)
+    density = -np.log(np.maximum(rgb, 1.0) / 255.0) @ color.hed_from_rgb.astype(np.float32)
+    h_gain, e_gain = (rng.random(2) * 2.0 - 1.0) * amount
+    change = (h_gain * density[..., :1] * color.rgb_from_hed[0]
+              + e_gain * density[..., 1:2] * color.rgb_from_hed[1])
+    return np.clip(np.rint(rgb * np.exp(-change)), 0, 255).astype(np.uint8)
+
+
 class TaskBatches:
     """Augmented training batches, a pure function of (seed, step)."""
 
@@ -225,10 +241,16 @@ class TaskBatches:
             self.num_real = min(config.batch_size - 1,
                                 max(1, int(round(config.real_batch_fraction * config.batch_size))))
 
+    def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+        image, mask = augment(image, mask, self.config.crop_size, rng)
+        if self.config.stain_jitter > 0:  # no draw when off: batches stay as they were
+            image = jitter_stains(image, self.config.stain_jitter, rng)
+        return image, mask
+
     def batch(self, step: int) -> Dict[str, np.ndarray]:
         """{image uint8 (B,c,c,3), mask uint8 (B,c,c), weight float32 (B,)} for `step`."""
         rng = np.random.default_rng([self.seed, int(step)])
-        crop, size = self.config.crop_size, self.config.batch_size
+        size = self.config.batch_size
         images, masks, weights = [], [], []
         num_synthetic = size - self.num_real
         core = detection_target.needs_labels(self.config)
@@ -239,7 +261,7 @@ class TaskBatches:
             for index, (image, mask, weight) in enumerate(zip(data["image"], data["mask"], stored)):
                 if core:
                     mask = detection_target.task_mask(mask, data["labels"][index], self.config)
-                image, mask = augment(image, mask, crop, rng)
+                image, mask = self._augment(image, mask, rng)
                 images.append(image)
                 masks.append(mask)
                 weights.append(weight if self.use_importance_weights else 1.0)
@@ -247,7 +269,7 @@ class TaskBatches:
             mask = self.real.masks[index]
             if core:
                 mask = detection_target.task_mask(mask, self.real.labels[index], self.config)
-            image, mask = augment(self.real.images[index], mask, crop, rng)
+            image, mask = self._augment(self.real.images[index], mask, rng)
             images.append(image)
             masks.append(mask)
             weights.append(1.0)
