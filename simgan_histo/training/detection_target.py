@@ -1,4 +1,4 @@
-"""Detection targets that grow with the nucleus: cores and inner distance.
+"""Task-net targets beyond the release's: nucleus cores, inner distance, separated nuclei.
 
 The release's detection target is a 3×3 square at each nucleus' bounding-box centre. On
 large or pale nuclei (Kumar colon, breast) the trained detection head then barely rises

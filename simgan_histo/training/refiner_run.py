@@ -128,7 +128,7 @@ class TrainingLoop:
         return current
 
     def task_mask(self, batch: dict) -> np.ndarray:
-        """The batch's bit masks with what the task loss's detection target needs."""
+        """The batch's bit masks with the bits the task config's targets need."""
         task = self.config.task
         return detection_target.task_mask(batch["mask"], batch["labels"], task)
 

@@ -253,13 +253,13 @@ class TaskBatches:
         size = self.config.batch_size
         images, masks, weights = [], [], []
         num_synthetic = size - self.num_real
-        core = detection_target.needs_labels(self.config)
+        with_labels = detection_target.needs_labels(self.config)
         if num_synthetic:
             rows = rng.choice(self.patches.train_rows, num_synthetic)
-            data = self.patches.read(rows, ["image", "mask"] + (["labels"] if core else []))
+            data = self.patches.read(rows, ["image", "mask"] + (["labels"] if with_labels else []))
             stored = self.patches.weights[rows]
             for index, (image, mask, weight) in enumerate(zip(data["image"], data["mask"], stored)):
-                if core:
+                if with_labels:
                     mask = detection_target.task_mask(mask, data["labels"][index], self.config)
                 image, mask = self._augment(image, mask, rng)
                 images.append(image)
@@ -267,7 +267,7 @@ class TaskBatches:
                 weights.append(weight if self.use_importance_weights else 1.0)
         for index in rng.integers(0, len(self.real), self.num_real) if self.num_real else []:
             mask = self.real.masks[index]
-            if core:
+            if with_labels:
                 mask = detection_target.task_mask(mask, self.real.labels[index], self.config)
             image, mask = self._augment(self.real.images[index], mask, rng)
             images.append(image)
