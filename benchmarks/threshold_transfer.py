@@ -76,19 +76,25 @@ def main(argv):
     from simgan_histo.training import task_data, task_validation
 
     config = config_lib.Config.from_json((run / "config.json").read_text())
-    export = pathlib.Path(json.loads(stages["task"].read_text())["export"])
+    record = json.loads(stages["task"].read_text())
+    export = pathlib.Path(record["export"])
     task = config.replace(task={
         "seg_threshold_grid": tuple(float(v) for v in SEGS.value),
         "det_threshold_grid": tuple(float(v) for v in DETS.value),
         "det_sigma_grid": tuple(float(v) for v in SIGMAS.value),
         "selection_metric": "aji"}).task
-    # The patch file the task stage trained on (refined, or initial for no_gan), as the
-    # pipeline recorded it; its held-out rows are a function of (files, fraction, cap, seed).
-    producer = stages["refiner"] if stages["refiner"].exists() else stages["synthesis"]
-    patch_file = json.loads(producer.read_text())["patches"]
-    patches = task_data.PatchFiles([patch_file], config.task.validation_fraction,
+    # The set the task stage selected on, as it recorded it: the held-out rows of the patch
+    # file it trained on (the refined set, the buffer, or initial patches for no_gan; a
+    # function of files, fraction, cap and seed), or a separate file (validation_patches=
+    # "fresh").
+    producer = next((path for path in (run / "refined" / "done.json", stages["refiner"],
+                                       stages["synthesis"]) if path.exists()), None)
+    if producer is None:
+        raise app.UsageError(f"{run}: no finished refiner, refined or synthesis stage")
+    patches = task_data.PatchFiles([json.loads(producer.read_text())["patches"]],
+                                   config.task.validation_fraction,
                                    config.task.max_validation_patches, config.runtime.seed)
-    synthetic = task_validation.synthetic_validation(patches)
+    synthetic = task_validation.from_name(record["selection"]["validation"], patches)
     # Synthetic patches are what the net trained on: no stain normalisation, as in training.
     line = {"run": str(run), "export": str(export), "synthetic_patches": len(synthetic),
             "synthetic": score_grid(simgan_histo.load(export, stain_norm="none"),

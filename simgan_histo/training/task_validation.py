@@ -4,7 +4,7 @@ By default the held-out set is SYNTHETIC (patches of whole tissue tiles kept out
 training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, and its name
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
 held-out images, the marker watershed runs for every (seg, det, det σ, compactness,
-min area) combination of the config's grids, and the best one's mean metric is that
+flooded map, min area) combination of the config's grids, and the best one's mean metric is that
 evaluation's score. The evaluation with the best score is the stopping point; its
 thresholds are exported.
 """
@@ -27,7 +27,7 @@ from simgan_histo.training import task_loss
 class ValidationSet:
     """Held-out images with their bit masks and instance labels."""
 
-    name: str  # "synthetic" or "labeled:<dir>": recorded with the selection
+    name: str  # "synthetic", "synthetic:<file>" or "labeled:<dir>": recorded with the selection
     images: List[np.ndarray]  # RGB uint8 (H, W, 3)
     masks: List[np.ndarray]  # release bits (H, W)
     labels: List[np.ndarray]  # instance ids (H, W)
@@ -56,6 +56,23 @@ def labeled_validation(folder) -> ValidationSet:
     """A real `images/ labels/` folder as the validation set (named `labeled:<folder>`)."""
     real = task_data.LabeledImages(folder)
     return ValidationSet(f"labeled:{folder}", real.images, real.masks, real.labels)
+
+
+def from_name(name: str, patches: Optional[task_data.PatchFiles]) -> ValidationSet:
+    """The set a recorded selection names, rebuilt: "synthetic" (the held-out rows of
+    `patches`, the training patch files), "synthetic:<file>" or "labeled:<dir>"."""
+    if name == "synthetic":
+        held_out = synthetic_validation(patches) if patches is not None else None
+        if held_out is None:
+            raise ValueError("selection on 'synthetic' held-out patches, but the given patch "
+                             "files hold none out")
+        return held_out
+    if name.startswith("synthetic:"):
+        return patch_file_validation(name[len("synthetic:"):])
+    if name.startswith("labeled:"):
+        return labeled_validation(name[len("labeled:"):])
+    raise ValueError(f"validation set {name!r}: expected 'synthetic', 'synthetic:<file>' or "
+                     f"'labeled:<dir>'")
 
 
 def pad_to_stride(image: np.ndarray, stride: int) -> np.ndarray:
