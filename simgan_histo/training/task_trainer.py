@@ -258,11 +258,7 @@ def _validation_set(validation: str, patches):
         if patches is None:
             raise ValueError("validation 'synthetic' needs a patch file; with real labels only, "
                              "use 'labeled:<dir>' (held-out labeled images) or 'none'")
-        held_out = task_validation.synthetic_validation(patches)
-        if held_out is None:
-            raise ValueError("validation 'synthetic' but no patch is held out "
-                             "(TaskConfig.validation_fraction is 0 or too few patches)")
-        return held_out
+        return task_validation.from_name("synthetic", patches)
     if validation.startswith("labeled:") and len(validation) > len("labeled:"):
         return task_validation.labeled_validation(validation[len("labeled:"):])
     if validation.startswith("patches:") and len(validation) > len("patches:"):

@@ -64,8 +64,8 @@ def from_name(name: str, patches: Optional[task_data.PatchFiles]) -> ValidationS
     if name == "synthetic":
         held_out = synthetic_validation(patches) if patches is not None else None
         if held_out is None:
-            raise ValueError("selection on 'synthetic' held-out patches, but the given patch "
-                             "files hold none out")
+            raise ValueError("validation 'synthetic', but the patch files hold none out "
+                             "(TaskConfig.validation_fraction is 0 or too few patches)")
         return held_out
     if name.startswith("synthetic:"):
         return patch_file_validation(name[len("synthetic:"):])
