@@ -166,26 +166,32 @@ class NucleusModel:
         factor = mpp / self.settings.mpp
         return (max(int(round(shape[0] * factor)), 1), max(int(round(shape[1] * factor)), 1))
 
-    def _forward(self, image: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Maps of a normalised image at model resolution, padded and tiled as needed."""
+    def _forward(self, image: np.ndarray) -> Dict[str, np.ndarray]:
+        """Maps of a normalised image at model resolution, padded and tiled as needed:
+        segmentation and detection (H, W), and hv (H, W, 2) if the model serves it."""
         height, width = image.shape[:2]
         stride = self.settings.stride
         padded = np.pad(image, ((0, -height % stride), (0, -width % stride), (0, 0)),
                         mode="symmetric")
-        out = np.zeros((2,) + padded.shape[:2], np.float32)
+        out = {}
         tile, overlap = self.settings.tile_size_px, self.settings.overlap_px
         for y0, core_y0, core_y1 in _windows(padded.shape[0], tile, overlap, stride):
             for x0, core_x0, core_x1 in _windows(padded.shape[1], tile, overlap, stride):
                 window = padded[y0:y0 + tile, x0:x0 + tile].astype(np.float32)[None]
                 outputs = self.serve(window)
-                for channel, key in enumerate(("segmentation", "detection")):
-                    prediction = np.asarray(outputs[key], np.float32)[0, ..., 0]
-                    out[channel, core_y0:core_y1, core_x0:core_x1] = prediction[
+                for key in ("segmentation", "detection", "hv"):
+                    if key not in outputs:
+                        continue
+                    prediction = np.asarray(outputs[key], np.float32)[0]
+                    if key not in out:
+                        out[key] = np.zeros(padded.shape[:2] + prediction.shape[2:], np.float32)
+                    out[key][core_y0:core_y1, core_x0:core_x1] = prediction[
                         core_y0 - y0:core_y1 - y0, core_x0 - x0:core_x1 - x0]
-        return out[0, :height, :width], out[1, :height, :width]
+        return {key: (value[:height, :width] if key == "hv" else value[:height, :width, 0])
+                for key, value in out.items()}
 
-    def _model_maps(self, rgb: np.ndarray, mpp: Optional[float]):
-        """(segmentation, detection) at the model's µm/px, after stain normalisation."""
+    def _model_maps(self, rgb: np.ndarray, mpp: Optional[float]) -> Dict[str, np.ndarray]:
+        """`_forward`'s maps at the model's µm/px, after stain normalisation."""
         rgb = check_rgb(rgb)
         image = _resize(rgb, self._scale_shape(rgb.shape[:2], mpp))
         if self.settings.stain_target is not None:
@@ -202,19 +208,20 @@ class NucleusModel:
         Returns:
           (segmentation, detection): (H, W) float32 in [0, 1].
         """
-        segmentation, detection = self._model_maps(rgb, mpp)
+        maps = self._model_maps(rgb, mpp)
         shape = np.shape(rgb)[:2]
-        return _resize(segmentation, shape), _resize(detection, shape)
+        return _resize(maps["segmentation"], shape), _resize(maps["detection"], shape)
 
     def predict_labels(self, rgb: np.ndarray, mpp: Optional[float] = None) -> np.ndarray:
         """Instance labels (H, W) uint32 of the image (watershed at the model's resolution)."""
         return self._labels_and_segmentation(rgb, mpp)[0]
 
     def _labels_and_segmentation(self, rgb, mpp):
-        segmentation, detection = self._model_maps(rgb, mpp)
-        labels = watershed.instances_from_maps(segmentation, detection, self.settings.thresholds)
+        maps = self._model_maps(rgb, mpp)
+        labels = watershed.instances_from_maps(maps["segmentation"], maps["detection"],
+                                               self.settings.thresholds, hv=maps.get("hv"))
         shape = np.shape(rgb)[:2]
-        return _resize_labels(labels, shape), _resize(segmentation, shape)
+        return _resize_labels(labels, shape), _resize(maps["segmentation"], shape)
 
     def predict_instances(self, rgb: np.ndarray, mpp: Optional[float] = None) -> Instances:
         """Nuclei of an RGB image: labels, outlines and per-nucleus measurements.

@@ -15,7 +15,7 @@ SCHEMA_VERSION = 1
 PRECISIONS = ("float32", "mixed_bfloat16")
 PADDINGS = ("same", "valid")
 ACTIVATIONS = ("lrelu", "relu")
-FLOOD_SURFACES = ("segmentation", "detection")  # maps the watershed can flood
+FLOOD_SURFACES = ("segmentation", "detection", "hv")  # maps the watershed can flood
 
 
 def _require(ok: bool, name: str, value, expected: str) -> None:
@@ -330,6 +330,14 @@ class TaskConfig:
     # HED augmentation, at task-net time; the synthesis has its own jitter). 0 = off. Kumar
     # budget 30, seed 0, paired, 0.2: 0.689 / 0.493 against 0.692 / 0.499 (BENCHMARKS.md).
     stain_jitter: float = 0.0
+    # A third head learns HoVer-Net's horizontal/vertical distance maps (Graham et al. 2019;
+    # training/hv_target.py), fitted by squared error plus hv_gradient_weight × squared
+    # error of their slopes inside nuclei, all × hv_weight. Pair it with flood_on_grid
+    # including "hv": the watershed then cuts touching nuclei where the maps fall. Off:
+    # release.
+    hv_head: bool = False
+    hv_weight: float = 1.0
+    hv_gradient_weight: float = 2.0  # HoVer-Net's weight of the gradient term
     use_importance_weights: bool = True
     seg_threshold: float = 0.33  # release run_wsi_seg_nuclei.sh
     det_threshold: float = 0.07  # release
@@ -394,6 +402,11 @@ class TaskConfig:
                  and all(v in FLOOD_SURFACES for v in self.flood_on_grid),
                  "TaskConfig.flood_on_grid", self.flood_on_grid,
                  f"a non-empty tuple of {FLOOD_SURFACES}")
+        _require(self.hv_head or "hv" not in (self.flood_on,) + tuple(self.flood_on_grid),
+                 "TaskConfig.flood_on_grid", self.flood_on_grid,
+                 'no "hv" unless hv_head=True (the net has no hv maps to flood)')
+        _require(self.hv_weight >= 0 and self.hv_gradient_weight >= 0, "TaskConfig.hv_weight",
+                 (self.hv_weight, self.hv_gradient_weight), "hv_weight and hv_gradient_weight >= 0")
         _choice(self, "training_patches", ("buffer", "refined"))
         _choice(self, "validation_patches", ("held_out", "fresh"))
         _require(0.0 <= self.core_fraction < 1.0, "TaskConfig.core_fraction", self.core_fraction,

@@ -33,7 +33,8 @@ def build_cnn15(config: TaskConfig, name: str = "task_net") -> keras.Model:
         if level:
             x = layers.MaxPooling2D(2, name=f"{name}_pool_{level}")(x)
         x = unet.conv_block(x, filters, convs, config, f"{name}_stage_{level}")
-    return keras.Model(image, unet.heads(x, name, upsample=config.stride), name=name)
+    return keras.Model(image, unet.heads(x, name, upsample=config.stride, hv=config.hv_head),
+                       name=name)
 
 
 def count_layers(model: keras.Model) -> dict:

@@ -5,6 +5,8 @@ multiples of `config.stride`; outputs `logits` (B, H, W, 2: detection, segmentat
 `detection` and `segmentation` (B, H, W, 1) sigmoid probabilities, all float32.
 """
 
+import dataclasses
+
 import keras
 
 from simgan_histo.config import TaskConfig
@@ -20,3 +22,11 @@ def build_task_net(config: TaskConfig, name: str = "task_net") -> keras.Model:
         raise ValueError(f"TaskConfig.architecture={config.architecture!r}: expected one of "
                          f"{sorted(BUILDERS)}")
     return BUILDERS[config.architecture](config, name=name)
+
+
+def without_hv_head(config: TaskConfig) -> TaskConfig:
+    """`config` with no hv head (and so no "hv" watershed surface): the GAN's task net."""
+    grid = tuple(surface for surface in config.flood_on_grid if surface != "hv")
+    return dataclasses.replace(
+        config, hv_head=False, flood_on_grid=grid or ("segmentation",),
+        flood_on="segmentation" if config.flood_on == "hv" else config.flood_on)

@@ -7,6 +7,8 @@ Input `image`: float32 (B, H, W, 3) in [-1, 1], H and W multiples of the stride
   (the release's channel order). The loss reads these (`training/task_loss.py`).
 - `detection`: float32 (B, H, W, 1), sigmoid of channel 0 — nucleus-centre probability.
 - `segmentation`: float32 (B, H, W, 1), sigmoid of channel 1 — nuclear-pixel probability.
+- `hv` (only with `TaskConfig.hv_head`): float32 (B, H, W, 2), linear horizontal and
+  vertical distance maps (`training/hv_target.py`).
 
 Layers for `release_2019` (filters 16-32-64-128-256, convs 3-4-4-5-6, all 3×3 SAME lrelu 0.2,
 no normalisation):
@@ -52,11 +54,12 @@ def conv_block(x, filters: int, num_convs: int, config: TaskConfig, prefix: str)
     return x
 
 
-def heads(x, prefix: str, upsample: int = 1) -> dict:
+def heads(x, prefix: str, upsample: int = 1, hv: bool = False) -> dict:
     """Per-head linear 3×3 logit convs (float32), optional bilinear up-sampling, sigmoids.
 
     Two 1-channel convs concatenated equal one 2-channel conv; separate layers avoid a
-    `Lambda` slice, which a `.keras` file cannot reload safely.
+    `Lambda` slice, which a `.keras` file cannot reload safely. With `hv`, a linear
+    2-channel conv adds the `hv` output (training/hv_target.py), kept out of `logits`.
     """
     outputs, logits = {}, []
     for head in HEADS:
@@ -69,6 +72,12 @@ def heads(x, prefix: str, upsample: int = 1) -> dict:
         outputs[head] = layers.Activation("sigmoid", dtype="float32",
                                           name=f"{prefix}_{head}")(logit)
     outputs["logits"] = layers.Concatenate(dtype="float32", name=f"{prefix}_logits")(logits)
+    if hv:
+        maps = layers.Conv2D(2, 3, padding="same", dtype="float32", name=f"{prefix}_hv")(x)
+        if upsample > 1:
+            maps = layers.UpSampling2D(upsample, interpolation="bilinear", dtype="float32",
+                                       name=f"{prefix}_hv_upsample")(maps)
+        outputs["hv"] = maps
     return outputs
 
 
@@ -90,4 +99,4 @@ def build_unet(config: TaskConfig, name: str = "task_net") -> keras.Model:
         x = layers.Concatenate(name=f"{name}_skip_{level}")([x, skips[level]])
         x = conv_block(x, config.filters[level], config.convs_per_level[level], config,
                        f"{name}_dec_{level}")
-    return keras.Model(image, heads(x, name), name=name)
+    return keras.Model(image, heads(x, name, hv=config.hv_head), name=name)

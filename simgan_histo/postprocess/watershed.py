@@ -12,7 +12,9 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
    `watershed(−seg, markers, mask=foreground, compactness)`, run one foreground component at
    a time (`flood`): a component holding one marker is that marker's, the others are
    flooded on their bounding-box crop. With `flood_on="detection"` the smoothed detection
-   map is flooded instead (for a net whose detection head learned the inner distance).
+   map is flooded instead (for a net whose detection head learned the inner distance);
+   with "hv", the smoothed segmentation map × (1 − the hv maps' boundary energy), so
+   touching nuclei are cut where the hv maps fall (`training/hv_target.py`).
 5. Holes inside one instance are filled; instances outside [min_area_px, max_area_px] are
    dropped; ids are made consecutive.
 
@@ -29,6 +31,7 @@ from scipy import ndimage
 from skimage import segmentation as sk_segmentation
 
 from simgan_histo.config import FLOOD_SURFACES
+from simgan_histo.training import hv_target
 
 _EIGHT = np.ones((3, 3), bool)
 
@@ -250,7 +253,8 @@ def filter_by_area(labels: np.ndarray, min_area_px: int, max_area_px: int) -> np
 
 
 def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
-                        thresholds: Optional[Thresholds] = None) -> np.ndarray:
+                        thresholds: Optional[Thresholds] = None,
+                        hv: Optional[np.ndarray] = None) -> np.ndarray:
     """Instance labels from the two probability maps (module docstring for the steps).
 
     Args:
@@ -258,12 +262,15 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
         is accepted).
       detection: (H, W) nucleus-centre probability in [0, 1], same shape.
       thresholds: watershed settings; default the release's.
+      hv: (H, W, 2) horizontal and vertical maps of a net with the hv head; needed (and
+        only read) when `thresholds.flood_on` is "hv".
 
     Returns:
       (H, W) uint32 instance ids, 0 = background, 1..N consecutive.
 
     Raises:
-      ValueError: if the maps are not 2-D or differ in shape.
+      ValueError: if the maps are not 2-D or differ in shape, or "hv" is flooded without
+        hv maps.
     """
     thresholds = thresholds or Thresholds()
     segmentation, detection = (np.squeeze(np.asarray(m), axis=-1) if np.ndim(m) == 3
@@ -280,7 +287,14 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
     seeds = np.concatenate(
         [seeds, _recalled_seeds(seg, foreground, seeds, thresholds.max_area_px)])
     markers = _markers(seg.shape, seeds)
-    surface = seg if thresholds.flood_on == "segmentation" else det
+    if thresholds.flood_on == "hv":
+        if hv is None or np.shape(hv) != seg.shape + (2,):
+            raise ValueError(f"instances_from_maps: flood_on='hv' needs (H, W, 2) hv maps of "
+                             f"the segmentation's {seg.shape}, got "
+                             f"{None if hv is None else np.shape(hv)}")
+        surface = seg * (1.0 - hv_target.boundary_energy(hv))
+    else:
+        surface = seg if thresholds.flood_on == "segmentation" else det
     labels = flood(surface, foreground, markers, thresholds.compactness)
     labels = fill_instance_holes(labels.astype(np.uint32))
     return filter_by_area(labels, thresholds.min_area_px, thresholds.max_area_px)

@@ -49,8 +49,9 @@ class TaskServing(tf.Module):
     def serve(self, image):
         scaled = image / 127.5 - 1.0  # to_model_range, inside the graph
         outputs = self.model(scaled, training=False)
-        return {"segmentation": tf.cast(outputs["segmentation"], tf.float32),
-                "detection": tf.cast(outputs["detection"], tf.float32)}
+        # `hv` only from a net with the hv head (TaskConfig.hv_head); keys are fixed at trace.
+        return {key: tf.cast(outputs[key], tf.float32)
+                for key in ("segmentation", "detection", "hv") if key in outputs}
 
 
 def _number(value):

@@ -76,8 +76,10 @@ class RefinerTrainer:
         with self.strategy.scope():
             self.refiner = refiner_lib.build_refiner(config.refiner)
             self.discriminator = discriminator_lib.build_discriminator(config.discriminator)
-            # The configured architecture, so the pipeline's task net can start from this one.
-            self.task_net = task_net_lib.build_task_net(config.task)
+            # The configured architecture, so the pipeline's task net can start from this one;
+            # without the hv head, which only the task stage trains (its stage key ignores it).
+            self.task_net = task_net_lib.build_task_net(
+                task_net_lib.without_hv_head(config.task))
             self.refiner_optimizer = make_optimizer(
                 gan.optimizer, gan.refiner_learning_rate, gan.momentum, gan.max_grad_norm)
             self.discriminator_optimizer = make_optimizer(

@@ -22,7 +22,7 @@ import numpy as np
 from skimage import color
 
 from simgan_histo import patch_file
-from simgan_histo.training import detection_target
+from simgan_histo.training import detection_target, hv_target
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
@@ -195,18 +195,23 @@ class PatchFiles:
             reader.close()
 
 
-def augment(image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator):
-    """One random crop of side `crop`, a random left-right flip and a random rot90."""
+def augment(image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator,
+            *others: np.ndarray):
+    """One random crop of side `crop`, a random left-right flip and a random rot90.
+
+    Arrays in `others` (e.g. instance labels) of the mask's (H, W) get the same transform
+    and are returned after image and mask; the draws do not depend on them.
+    """
     height, width = mask.shape
     if height < crop or width < crop:
         raise ValueError(f"sample of {height}×{width} is smaller than the crop {crop}")
     y = rng.integers(0, height - crop + 1)
     x = rng.integers(0, width - crop + 1)
-    image, mask = image[y:y + crop, x:x + crop], mask[y:y + crop, x:x + crop]
+    arrays = [a[y:y + crop, x:x + crop] for a in (image, mask) + others]
     if rng.random() < 0.5:
-        image, mask = image[:, ::-1], mask[:, ::-1]
+        arrays = [a[:, ::-1] for a in arrays]
     turns = int(rng.integers(0, 4))
-    return np.rot90(image, turns), np.rot90(mask, turns)
+    return tuple(np.rot90(a, turns) for a in arrays)
 
 
 def jitter_stains(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
@@ -241,38 +246,44 @@ class TaskBatches:
             self.num_real = min(config.batch_size - 1,
                                 max(1, int(round(config.real_batch_fraction * config.batch_size))))
 
-    def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
-        image, mask = augment(image, mask, self.config.crop_size, rng)
+    def _sample(self, image: np.ndarray, mask: np.ndarray, labels: Optional[np.ndarray],
+                rng: np.random.Generator):
+        """(image, mask, hv maps or None) of one augmented sample."""
+        if labels is not None:
+            mask = detection_target.task_mask(mask, labels, self.config)
+        if self.config.hv_head:  # the maps of the crop as turned, so their signs stay right
+            image, mask, labels = augment(image, mask, self.config.crop_size, rng, labels)
+        else:
+            image, mask = augment(image, mask, self.config.crop_size, rng)
         if self.config.stain_jitter > 0:  # no draw when off: batches stay as they were
             image = jitter_stains(image, self.config.stain_jitter, rng)
-        return image, mask
+        return image, mask, hv_target.hv_maps(labels) if self.config.hv_head else None
 
     def batch(self, step: int) -> Dict[str, np.ndarray]:
-        """{image uint8 (B,c,c,3), mask uint8 (B,c,c), weight float32 (B,)} for `step`."""
+        """{image uint8 (B,c,c,3), mask uint8 (B,c,c), weight float32 (B,)} for `step`,
+        and with `hv_head` {hv float32 (B,c,c,2)}."""
         rng = np.random.default_rng([self.seed, int(step)])
         size = self.config.batch_size
-        images, masks, weights = [], [], []
+        samples, weights = [], []
         num_synthetic = size - self.num_real
-        with_labels = detection_target.needs_labels(self.config)
+        with_labels = detection_target.needs_labels(self.config) or self.config.hv_head
         if num_synthetic:
             rows = rng.choice(self.patches.train_rows, num_synthetic)
             data = self.patches.read(rows, ["image", "mask"] + (["labels"] if with_labels else []))
             stored = self.patches.weights[rows]
             for index, (image, mask, weight) in enumerate(zip(data["image"], data["mask"], stored)):
-                if with_labels:
-                    mask = detection_target.task_mask(mask, data["labels"][index], self.config)
-                image, mask = self._augment(image, mask, rng)
-                images.append(image)
-                masks.append(mask)
+                labels = data["labels"][index] if with_labels else None
+                samples.append(self._sample(image, mask, labels, rng))
                 weights.append(weight if self.use_importance_weights else 1.0)
         for index in rng.integers(0, len(self.real), self.num_real) if self.num_real else []:
-            mask = self.real.masks[index]
-            if with_labels:
-                mask = detection_target.task_mask(mask, self.real.labels[index], self.config)
-            image, mask = self._augment(self.real.images[index], mask, rng)
-            images.append(image)
-            masks.append(mask)
+            labels = self.real.labels[index] if with_labels else None
+            samples.append(self._sample(self.real.images[index], self.real.masks[index],
+                                        labels, rng))
             weights.append(1.0)
-        return {"image": np.ascontiguousarray(np.stack(images)),
-                "mask": np.ascontiguousarray(np.stack(masks)),
-                "weight": np.asarray(weights, np.float32)}
+        images, masks, maps = zip(*samples)
+        out = {"image": np.ascontiguousarray(np.stack(images)),
+               "mask": np.ascontiguousarray(np.stack(masks)),
+               "weight": np.asarray(weights, np.float32)}
+        if self.config.hv_head:
+            out["hv"] = np.stack(maps)
+        return out

@@ -7,6 +7,9 @@ soft inner-distance target of bits 16–128 (`detection_target.py`).
 Per sample:  L_i = Σ_pixels roi · CE(seg) + Σ_pixels roi · CE(det)  (sigmoid cross-entropy),
 with roi = 1 inside and `roi_border_weight` (release 0.01) in a border that is a fraction
 of the patch side (release: 50 px of 400 = 0.125).
+With `TaskConfig.hv_head`, L_i gains hv_weight · (Σ roi · (ĥv − hv)² + hv_gradient_weight ·
+Σ roi · nucleus · (slope error)²), slopes by the Sobel operator of `hv_target` (HoVer-Net's
+MSE + MSGE, as sums over pixels like the cross-entropies).
 Batch:  L = (1/B) Σ_i w_i · L_i — a mean, deliberately NOT normalised by Σ w_i (that would
 cancel the constant c of Eq. 5). Real labeled samples have w_i = 1.
 Losses are computed in float32 whatever the compute precision.
@@ -15,6 +18,7 @@ Losses are computed in float32 whatever the compute precision.
 import tensorflow as tf
 
 from simgan_histo.patch_file import MASK_CENTROID, MASK_NUCLEUS
+from simgan_histo.training import hv_target
 from simgan_histo.training.detection_target import DISTANCE_LEVELS, DISTANCE_SHIFT, MASK_CORE
 
 DETECTION, SEGMENTATION = 0, 1  # logit channels (models/unet.py)
@@ -77,13 +81,40 @@ def per_sample_loss(logits, targets, roi):
             "total": detection + segmentation}
 
 
+def _slopes(maps):
+    """(B, H, W, 2): d(horizontal)/dcolumn and d(vertical)/drow, Sobel ÷ 8, zero-padded."""
+    kernels = tf.constant(hv_target.sobel_kernels())
+    along_cols = tf.nn.conv2d(maps[..., :1], kernels[..., :1], 1, "SAME")
+    along_rows = tf.nn.conv2d(maps[..., 1:], kernels[..., 1:], 1, "SAME")
+    return tf.concat([along_cols, along_rows], axis=-1)
+
+
+def hv_per_sample_loss(predicted, target, nucleus, roi, gradient_weight: float):
+    """Σ roi · squared error of the maps + gradient_weight · Σ roi · nucleus · slope error².
+
+    Args:
+      predicted, target: (B, H, W, 2) horizontal and vertical maps.
+      nucleus: (B, H, W) {0, 1} nuclear pixels (where the slopes are fitted).
+      roi: (H, W) pixel weights.
+
+    Returns:
+      float32 (B,).
+    """
+    predicted, target = tf.cast(predicted, tf.float32), tf.cast(target, tf.float32)
+    weight = roi[None, :, :, None]
+    squared = tf.reduce_sum(tf.square(predicted - target) * weight, axis=[1, 2, 3])
+    slope_error = tf.square(_slopes(predicted) - _slopes(target))
+    gradient = tf.reduce_sum(slope_error * weight * nucleus[..., None], axis=[1, 2, 3])
+    return squared + gradient_weight * gradient
+
+
 def weighted_batch_loss(per_sample, sample_weight):
     """(1/B) Σ_i w_i · L_i — the mean, not normalised by Σ w (DESIGN §1.5)."""
     per_sample = tf.cast(per_sample, tf.float32)
     return tf.reduce_mean(tf.cast(sample_weight, tf.float32) * per_sample)
 
 
-def weighted_task_loss(logits, mask, sample_weight, config):
+def weighted_task_loss(logits, mask, sample_weight, config, hv=None, hv_true=None):
     """The whole task loss from logits and bit masks (for the trainer and L_hard).
 
     Args:
@@ -91,11 +122,13 @@ def weighted_task_loss(logits, mask, sample_weight, config):
       mask: (B, H, W) release bit masks.
       sample_weight: (B,) importance weights (1 for real samples and unrefined patches).
       config: TaskConfig (roi_border_fraction, roi_border_weight, detection_dilation,
-        detection_target).
+        detection_target, hv_weight, hv_gradient_weight).
+      hv, hv_true: (B, H, W, 2) predicted and target hv maps, or None (no hv term; L_hard
+        never has one).
 
     Returns:
       dict of float32 scalars: `loss` (weighted mean), and the unweighted batch means
-      `detection` and `segmentation`.
+      `detection`, `segmentation` and, with hv maps, `hv`.
     """
     targets = targets_from_mask(mask, config.detection_dilation, config.detection_target)
     height, width = mask.shape[1], mask.shape[2]
@@ -103,6 +136,15 @@ def weighted_task_loss(logits, mask, sample_weight, config):
         raise ValueError("weighted_task_loss needs static H and W (crop to a fixed size)")
     roi = roi_weight_map(height, width, config.roi_border_fraction, config.roi_border_weight)
     parts = per_sample_loss(logits, targets, roi)
-    return {"loss": weighted_batch_loss(parts["total"], sample_weight),
-            "detection": tf.reduce_mean(parts["detection"]),
-            "segmentation": tf.reduce_mean(parts["segmentation"])}
+    total = parts["total"]
+    out = {"detection": tf.reduce_mean(parts["detection"]),
+           "segmentation": tf.reduce_mean(parts["segmentation"])}
+    if (hv is None) != (hv_true is None):
+        raise ValueError("weighted_task_loss: give both hv and hv_true, or neither")
+    if hv is not None:
+        hv_part = config.hv_weight * hv_per_sample_loss(
+            hv, hv_true, targets[..., SEGMENTATION], roi, config.hv_gradient_weight)
+        total = total + hv_part
+        out["hv"] = tf.reduce_mean(hv_part)
+    out["loss"] = weighted_batch_loss(total, sample_weight)
+    return out

@@ -111,28 +111,42 @@ class TaskTrainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info("resumed from %s at step %d", latest, int(self.step))
         elif self.init_weights:
-            self.model.load_weights(str(self.init_weights))
+            self._load_init_weights()
             logging.info("task net starts from %s", self.init_weights)
         step = int(self.step)
         _truncate_jsonl(self.workdir / "curve.jsonl", step)
         _truncate_jsonl(self.workdir / "validation.jsonl", step)
         return step
 
-    def _task_step(self, image, mask, weight):
-        """One update: Σ-over-pixels sigmoid CE of both heads, batch mean of w_i·L_i.
+    def _load_init_weights(self) -> None:
+        """`init_weights` into the model; with the hv head, into every layer but that head
+        (the GAN's task net has none), which keeps its seeded initial weights."""
+        if not self.task.hv_head:
+            self.model.load_weights(str(self.init_weights))
+            return
+        base = task_net.build_task_net(task_net.without_hv_head(self.task),
+                                       name=self.model.name)
+        base.load_weights(str(self.init_weights))
+        for layer in base.layers:
+            self.model.get_layer(layer.name).set_weights(layer.get_weights())
+
+    def _task_step(self, image, mask, weight, hv=None):
+        """One update: Σ-over-pixels sigmoid CE of both heads (and the hv term when the batch
+        has `hv` maps), batch mean of w_i·L_i.
 
         Wrapped by `tf.function` (with XLA if `jit_compile`) as `self.task_step`.
         """
         scaled = tf.cast(image, tf.float32) / 127.5 - 1.0
         with tf.GradientTape() as tape:
             outputs = self.model(scaled, training=True)
-            losses = task_loss.weighted_task_loss(outputs["logits"], mask, weight, self.task)
+            losses = task_loss.weighted_task_loss(
+                outputs["logits"], mask, weight, self.task,
+                hv=outputs["hv"] if hv is not None else None, hv_true=hv)
         variables = self.model.trainable_variables
         gradients = tape.gradient(losses["loss"], variables)
         self.optimizer.apply(gradients, variables)
-        return {"task/loss": losses["loss"], "task/detection": losses["detection"],
-                "task/segmentation": losses["segmentation"],
-                "weights/mean": tf.reduce_mean(weight)}
+        return {"weights/mean": tf.reduce_mean(weight),
+                **{f"task/{key}": value for key, value in losses.items()}}
 
     @contextlib.contextmanager
     def averaged_weights(self):
@@ -194,8 +208,8 @@ class TaskTrainer:
                 batch = pending.result()
                 if step + 1 < num_steps:  # prepare the next batch while this one trains
                     pending = pool.submit(self.batches.batch, step + 1)
-                scalars = self.task_step(tf.constant(batch["image"]), tf.constant(batch["mask"]),
-                                         tf.constant(batch["weight"]))
+                scalars = self.task_step(*(tf.constant(batch[key]) for key in
+                                           ("image", "mask", "weight", "hv") if key in batch))
                 self.step.assign(step + 1)
                 self._after_step(step + 1, scalars, last=step + 1 == num_steps)
         return self.selection()

@@ -19,6 +19,7 @@ import tensorflow as tf
 from simgan_histo.evaluation import metrics
 from simgan_histo.postprocess import watershed
 from simgan_histo.training import detection_target
+from simgan_histo.training import hv_target
 from simgan_histo.training import task_data
 from simgan_histo.training import task_loss
 
@@ -87,15 +88,19 @@ def pad_to_stride(image: np.ndarray, stride: int) -> np.ndarray:
 
 
 def predict_maps(model, images: List[np.ndarray], stride: int) -> List[Dict[str, np.ndarray]]:
-    """Segmentation, detection (H, W) and logits (H, W, 2) of each image, cropped back."""
+    """Segmentation, detection (H, W), logits (H, W, 2) and, from a net with the hv head,
+    hv (H, W, 2) of each image, cropped back."""
     out = []
     for image in images:
         height, width = image.shape[:2]
         batch = pad_to_stride(image, stride)[None].astype(np.float32) / 127.5 - 1.0
         result = model(tf.constant(batch), training=False)
-        out.append({"segmentation": result["segmentation"].numpy()[0, :height, :width, 0],
-                    "detection": result["detection"].numpy()[0, :height, :width, 0],
-                    "logits": result["logits"].numpy()[0, :height, :width]})
+        maps = {"segmentation": result["segmentation"].numpy()[0, :height, :width, 0],
+                "detection": result["detection"].numpy()[0, :height, :width, 0],
+                "logits": result["logits"].numpy()[0, :height, :width]}
+        if "hv" in result:
+            maps["hv"] = result["hv"].numpy()[0, :height, :width]
+        out.append(maps)
     return out
 
 
@@ -104,9 +109,13 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
     losses = []
     for prediction, mask, labels in zip(maps, validation.masks, validation.labels):
         mask = detection_target.task_mask(mask, labels, config)
+        hv = {}
+        if "hv" in prediction:
+            hv = {"hv": tf.constant(prediction["hv"][None]),
+                  "hv_true": tf.constant(hv_target.hv_maps(labels)[None])}
         parts = task_loss.weighted_task_loss(
             tf.constant(prediction["logits"][None]), tf.constant(mask[None]),
-            tf.ones([1]), config)
+            tf.ones([1]), config, **hv)
         losses.append(float(parts["loss"]))
     return float(np.mean(losses))
 
@@ -136,7 +145,8 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
         per_area = {area: {} for area in areas}
         for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
             predicted = watershed.instances_from_maps(
-                prediction["segmentation"], prediction["detection"], thresholds)
+                prediction["segmentation"], prediction["detection"], thresholds,
+                hv=prediction.get("hv"))
             for area in areas:
                 kept = watershed.filter_by_area(predicted, area, thresholds.max_area_px)
                 per_area[area][str(index)] = metrics.image_metrics(truth.astype(np.int64),

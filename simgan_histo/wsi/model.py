@@ -69,6 +69,11 @@ def from_api(nucleus_model, info: Optional[dict] = None) -> SegmentationModel:
     per-slide statistics and tiles the slide itself.
     """
     settings = nucleus_model.settings
+    if settings.thresholds.flood_on == "hv":
+        raise ValueError(f"{nucleus_model.name}: its inference.json floods the hv maps "
+                         f"(flood_on='hv'); the slide path carries only the segmentation and "
+                         f"detection maps. Segment tiles with predict.py, or pass "
+                         f"thresholds={{'flood_on': 'segmentation'}}.")
 
     def predict_maps(batch: np.ndarray) -> Maps:
         outputs = nucleus_model.serve(np.asarray(batch, np.float32))
