@@ -37,8 +37,9 @@ MAX_AREA = flags.DEFINE_integer(
 COMPACTNESS = flags.DEFINE_float(
     "compactness", None, "Watershed compactness (default: inference.json).")
 FLOOD_ON = flags.DEFINE_enum(
-    "flood_on", None, ["segmentation", "detection"],
-    "The map the watershed floods (default: inference.json).")
+    "flood_on", None, ["segmentation", "detection", "hv"],
+    "The map the watershed floods (default: inference.json); hv needs a model trained with "
+    "the hv head.")
 
 # Field names of `postprocess.watershed.Thresholds` (flags/ imports no library module).
 THRESHOLD_FLAGS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",

@@ -86,3 +86,9 @@ def test_importance_weights_reads_on_off_and_the_no_prefix():
                 flags.FLAGS["importance_weights"].unparse()
         assert refiner_config.gan.use_importance_weights is expected
         assert task_config.task.use_importance_weights is expected
+
+
+def test_flood_on_flag_offers_every_watershed_surface():
+    from flags import predict as predict_flags  # pylint: disable=unused-import
+    from simgan_histo.config import FLOOD_SURFACES
+    assert tuple(flags.FLAGS["flood_on"].parser.enum_values) == FLOOD_SURFACES
