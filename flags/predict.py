@@ -41,9 +41,13 @@ FLOOD_ON = flags.DEFINE_enum(
     "The map the watershed floods (default: inference.json); hv needs a model trained with "
     "the hv head.")
 
+MIN_HEMATOXYLIN = flags.DEFINE_float(
+    "min_hematoxylin", None, "Drop nuclei whose mean hematoxylin optical density on the "
+    "normalised image is below this; 0 keeps all (default: inference.json).")
+
 # Field names of `postprocess.watershed.Thresholds` (flags/ imports no library module).
 THRESHOLD_FLAGS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
-                   "max_area_px", "compactness", "flood_on")
+                   "max_area_px", "compactness", "flood_on", "min_hematoxylin")
 # Reused from flags/wsi.py and flags/shared.py; key flags of this module, so a script that
 # adopts this module's key flags shows them in --help.
 SHARED = ("model", "out", "mpp", "stain_norm", "tile_size", "overlap")

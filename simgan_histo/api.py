@@ -191,12 +191,13 @@ class NucleusModel:
                 for key, value in out.items()}
 
     def _model_maps(self, rgb: np.ndarray, mpp: Optional[float]) -> Dict[str, np.ndarray]:
-        """`_forward`'s maps at the model's µm/px, after stain normalisation."""
+        """`_forward`'s maps at the model's µm/px, after stain normalisation, and the
+        normalised image they came from (`image`)."""
         rgb = check_rgb(rgb)
         image = _resize(rgb, self._scale_shape(rgb.shape[:2], mpp))
         if self.settings.stain_target is not None:
             image = stain.reinhard(image, stain.lab_stats(image), self.settings.stain_target)
-        return self._forward(image)
+        return dict(self._forward(image), image=image)
 
     def predict_maps(self, rgb: np.ndarray, mpp: Optional[float] = None):
         """Segmentation and detection probabilities on the image's own pixel grid.
@@ -219,7 +220,8 @@ class NucleusModel:
     def _labels_and_segmentation(self, rgb, mpp):
         maps = self._model_maps(rgb, mpp)
         labels = watershed.instances_from_maps(maps["segmentation"], maps["detection"],
-                                               self.settings.thresholds, hv=maps.get("hv"))
+                                               self.settings.thresholds, hv=maps.get("hv"),
+                                               image=maps["image"])
         shape = np.shape(rgb)[:2]
         return _resize_labels(labels, shape), _resize(maps["segmentation"], shape)
 

@@ -347,6 +347,7 @@ class TaskConfig:
     max_area_px: int = 65536  # release max_nucleus_size
     compactness: float = 1.0  # release watershed compactness
     flood_on: str = "segmentation"  # the map whose valleys the watershed follows (release)
+    min_hematoxylin: float = 0.0  # least mean H optical density of a nucleus; 0 = off (release)
     kernel_size: int = 3  # release U-Net convs are 3×3
     real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
     # What the pipeline's task net trains on after the GAN: "buffer" (the refined patches of
@@ -387,6 +388,10 @@ class TaskConfig:
     # The flooded map, chosen with the thresholds: "segmentation" (release) or "detection"
     # (useful when the detection head learns the inner distance, detection_target).
     flood_on_grid: Tuple[str, ...] = ("segmentation",)
+    # Least mean hematoxylin optical density of a kept instance on the net's input image
+    # (`watershed.drop_pale`), chosen with the thresholds; 0 keeps all (release). The
+    # synthetic patches' distractors and pale nuclei decide how far it may go.
+    min_hematoxylin_grid: Tuple[float, ...] = (0.0,)
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
     jit_compile: str = "auto"
@@ -422,6 +427,10 @@ class TaskConfig:
         _fraction(self, "real_batch_fraction")
         _require(len(self.det_sigma_grid) > 0 and all(v >= 0 for v in self.det_sigma_grid),
                  "TaskConfig.det_sigma_grid", self.det_sigma_grid, "a non-empty tuple of σ >= 0")
+        _require(len(self.min_hematoxylin_grid) > 0
+                 and all(v >= 0 for v in self.min_hematoxylin_grid),
+                 "TaskConfig.min_hematoxylin_grid", self.min_hematoxylin_grid,
+                 "a non-empty tuple of densities >= 0")
         _require(len(self.compactness_grid) > 0 and all(v >= 0 for v in self.compactness_grid),
                  "TaskConfig.compactness_grid", self.compactness_grid,
                  "a non-empty tuple of values >= 0")

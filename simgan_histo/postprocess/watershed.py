@@ -16,7 +16,9 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
    with "hv", the smoothed segmentation map × (1 − the hv maps' boundary energy), so
    touching nuclei are cut where the hv maps fall (`training/hv_target.py`).
 5. Holes inside one instance are filled; instances outside [min_area_px, max_area_px] are
-   dropped; ids are made consecutive.
+   dropped, and with `min_hematoxylin` those whose mean hematoxylin optical density on the
+   model's input image is below it (pale false objects on stroma, `drop_pale`); ids are made
+   consecutive.
 
 No step loops over nuclei in Python: per-component quantities come from scipy.ndimage's
 labelled reductions and numpy lookup tables.
@@ -30,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import segmentation as sk_segmentation
 
+from simgan_histo import stain
 from simgan_histo.config import FLOOD_SURFACES
 from simgan_histo.training import hv_target
 
@@ -48,13 +51,14 @@ class Thresholds:
     max_area_px: int = 65536  # release max_nucleus_size
     compactness: float = 1.0  # skimage watershed compactness (release)
     flood_on: str = "segmentation"  # the map whose valleys split touching nuclei (release)
+    min_hematoxylin: float = 0.0  # least mean H optical density of an instance; 0 = off
 
     def __post_init__(self):
         for name in ("seg_threshold", "det_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"Thresholds.{name}={value!r}: expected in [0, 1]")
-        for name in ("det_sigma", "seg_sigma", "min_area_px", "compactness"):
+        for name in ("det_sigma", "seg_sigma", "min_area_px", "compactness", "min_hematoxylin"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"Thresholds.{name}={value!r}: expected >= 0")
@@ -245,16 +249,39 @@ def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
 def filter_by_area(labels: np.ndarray, min_area_px: int, max_area_px: int) -> np.ndarray:
     """Drops instances with area outside [min_area_px, max_area_px]; ids become 1..N (uint32)."""
     areas = np.bincount(labels.ravel())
-    keep = (areas >= min_area_px) & (areas <= max_area_px)
+    return _keep(labels, (areas >= min_area_px) & (areas <= max_area_px))
+
+
+def _keep(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The instances whose `keep[id]` is True, renumbered 1..N (uint32)."""
     keep[0] = False
-    lookup = np.zeros(len(areas), np.uint32)
+    lookup = np.zeros(len(keep), np.uint32)
     lookup[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
     return lookup[labels]
 
 
+def mean_hematoxylin(labels: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """(N + 1,) mean hematoxylin optical density (`stain.hed`) of ids 0..N (0 = background)."""
+    labels = np.asarray(labels)
+    if np.shape(rgb)[:2] != labels.shape:
+        raise ValueError(f"mean_hematoxylin: image {np.shape(rgb)} and labels {labels.shape} "
+                         f"differ in size")
+    count = int(labels.max()) + 1
+    area = np.bincount(labels.ravel(), minlength=count)
+    density = stain.hed(np.asarray(rgb, np.uint8))[..., 0]
+    return np.bincount(labels.ravel(), density.ravel(), count) / np.maximum(area, 1)
+
+
+def drop_pale(labels: np.ndarray, rgb: np.ndarray, min_hematoxylin: float) -> np.ndarray:
+    """Drops instances whose mean hematoxylin density is below `min_hematoxylin`; ids
+    become 1..N (uint32)."""
+    return _keep(labels, mean_hematoxylin(labels, rgb) >= min_hematoxylin)
+
+
 def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
                         thresholds: Optional[Thresholds] = None,
-                        hv: Optional[np.ndarray] = None) -> np.ndarray:
+                        hv: Optional[np.ndarray] = None,
+                        image: Optional[np.ndarray] = None) -> np.ndarray:
     """Instance labels from the two probability maps (module docstring for the steps).
 
     Args:
@@ -264,13 +291,15 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
       thresholds: watershed settings; default the release's.
       hv: (H, W, 2) horizontal and vertical maps of a net with the hv head; needed (and
         only read) when `thresholds.flood_on` is "hv".
+      image: (H, W, 3) uint8 RGB the maps were predicted from (after stain normalisation);
+        needed (and only read) when `thresholds.min_hematoxylin` > 0.
 
     Returns:
       (H, W) uint32 instance ids, 0 = background, 1..N consecutive.
 
     Raises:
-      ValueError: if the maps are not 2-D or differ in shape, or "hv" is flooded without
-        hv maps.
+      ValueError: if the maps are not 2-D or differ in shape, "hv" is flooded without hv
+        maps, or pale instances are to be dropped without the image.
     """
     thresholds = thresholds or Thresholds()
     segmentation, detection = (np.squeeze(np.asarray(m), axis=-1) if np.ndim(m) == 3
@@ -297,4 +326,10 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
         surface = seg if thresholds.flood_on == "segmentation" else det
     labels = flood(surface, foreground, markers, thresholds.compactness)
     labels = fill_instance_holes(labels.astype(np.uint32))
-    return filter_by_area(labels, thresholds.min_area_px, thresholds.max_area_px)
+    labels = filter_by_area(labels, thresholds.min_area_px, thresholds.max_area_px)
+    if thresholds.min_hematoxylin > 0:
+        if image is None:
+            raise ValueError("instances_from_maps: min_hematoxylin > 0 needs the RGB image "
+                             "the maps were predicted from")
+        labels = drop_pale(labels, image, thresholds.min_hematoxylin)
+    return labels

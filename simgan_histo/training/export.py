@@ -9,12 +9,13 @@ Layout written by `export_task_model(model, "<dir>", ...)`:
 `<version>` is the next integer (TF Serving serves the largest). The signature takes `image`:
 float32 [N, H, W, 3] RGB in 0..255 (H, W multiples of the stride), scales it to [-1, 1]
 inside the graph and returns `segmentation` and `detection`: float32 [N, H, W, 1]
-probabilities. Instances come from the marker watershed (`simgan_histo.postprocess`),
+probabilities (and `hv` [N, H, W, 2] from a net with the hv head). Instances come from the marker watershed (`simgan_histo.postprocess`),
 with the thresholds stored in `inference.json` under `thresholds`.
 
 `inference.json` keys: `format_version`, `mpp`, `stride`, `stain_norm` {`method`,
 `lab_mean`, `lab_std`}, `thresholds` {`seg_threshold`, `det_threshold`, `seg_sigma`,
-`det_sigma`, `min_area_px`, `max_area_px`, `compactness`}, `precision`, `architecture`,
+`det_sigma`, `min_area_px`, `max_area_px`, `compactness`, `flood_on`, `min_hematoxylin`},
+`precision`, `architecture`,
 `config_hash`, `git_commit`, `preset`, `selection` (how the stopping point and thresholds
 were chosen: validation name, metric, step, score).
 """
@@ -35,7 +36,7 @@ FORMAT_VERSION = 1
 INFERENCE_JSON = "inference.json"
 KERAS_FILE = "task_net.keras"
 WATERSHED_KEYS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
-                  "max_area_px", "compactness", "flood_on")
+                  "max_area_px", "compactness", "flood_on", "min_hematoxylin")
 
 
 class TaskServing(tf.Module):

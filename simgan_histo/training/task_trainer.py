@@ -76,7 +76,7 @@ class TaskTrainer:
         self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step")
         self.best_thresholds = tf.Variable([self.task.seg_threshold, self.task.det_threshold],
                                            dtype=tf.float64, name="best_thresholds")
-        # The selected σ, min area and compactness are checkpointed too; a checkpoint written
+        # The selected σ, min area, compactness, map and hematoxylin floor are checkpointed too; a checkpoint written
         # before one of them existed does not resume (TF names the unmatched variable): rerun
         # the stage.
         self.best_det_sigma = tf.Variable(self.task.det_sigma, dtype=tf.float64,
@@ -87,12 +87,14 @@ class TaskTrainer:
                                             name="best_compactness")
         self.best_flood_on = tf.Variable(FLOOD_SURFACES.index(self.task.flood_on),
                                          dtype=tf.int64, name="best_flood_on")
+        self.best_min_hematoxylin = tf.Variable(self.task.min_hematoxylin, dtype=tf.float64,
+                                                name="best_min_hematoxylin")
         self.checkpoint = tf.train.Checkpoint(
             step=self.step, task_net=self.model, task_optimizer=self.optimizer,
             best_score=self.best_score, best_step=self.best_step,
             best_thresholds=self.best_thresholds, best_det_sigma=self.best_det_sigma,
             best_min_area=self.best_min_area, best_compactness=self.best_compactness,
-            best_flood_on=self.best_flood_on)
+            best_flood_on=self.best_flood_on, best_min_hematoxylin=self.best_min_hematoxylin)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.workdir / "checkpoints",
                                                   max_to_keep=2)
         self.best_checkpoint = tf.train.Checkpoint(task_net=self.model)
@@ -183,6 +185,7 @@ class TaskTrainer:
             self.best_min_area.assign(result["thresholds"]["min_area_px"])
             self.best_compactness.assign(result["thresholds"]["compactness"])
             self.best_flood_on.assign(FLOOD_SURFACES.index(result["thresholds"]["flood_on"]))
+            self.best_min_hematoxylin.assign(result["thresholds"]["min_hematoxylin"])
             self.best_manager.save(checkpoint_number=step)
         record = {"step": step, "loss": result["loss"], "score": result["score"],
                   **result["thresholds"], **{k: result["scores"][k] for k in
@@ -190,7 +193,7 @@ class TaskTrainer:
         _append_jsonl(self.workdir / "validation.jsonl", record)
         with self.writer.as_default(step=step):
             for key in ("loss", "score", "aji", "dice_avg", "seg_threshold", "det_threshold",
-                        "det_sigma", "min_area_px", "compactness"):
+                        "det_sigma", "min_area_px", "compactness", "min_hematoxylin"):
                 tf.summary.scalar(f"validation/{key}", record[key])
         logging.info("step %d validation %s: %s", step, self.validation.name,
                      {k: v if isinstance(v, str) else round(v, 4)
@@ -247,7 +250,8 @@ class TaskTrainer:
                                "det_sigma": float(self.best_det_sigma.numpy()),
                                "min_area_px": int(self.best_min_area.numpy()),
                                "compactness": float(self.best_compactness.numpy()),
-                               "flood_on": FLOOD_SURFACES[int(self.best_flood_on.numpy())]}}
+                               "flood_on": FLOOD_SURFACES[int(self.best_flood_on.numpy())],
+                               "min_hematoxylin": float(self.best_min_hematoxylin.numpy())}}
 
 
 def _patch_file_mpp(patches, default: float) -> float:

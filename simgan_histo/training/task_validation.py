@@ -4,7 +4,7 @@ By default the held-out set is SYNTHETIC (patches of whole tissue tiles kept out
 training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, and its name
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
 held-out images, the marker watershed runs for every (seg, det, det σ, compactness,
-flooded map, min area) combination of the config's grids, and the best one's mean metric is that
+flooded map, min area, min hematoxylin) combination of the config's grids, and the best one's mean metric is that
 evaluation's score. The evaluation with the best score is the stopping point; its
 thresholds are exported.
 """
@@ -122,43 +122,51 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
 
 def grid_search(maps, validation: ValidationSet, config) -> dict:
     """Mean metrics of the watershed for every (seg, det, det σ, compactness, flooded map,
-    min area).
+    min area, min hematoxylin).
 
-    The watershed runs once per (seg, det, σ, compactness) with the smallest min area; each
-    larger one only drops instances (areas are fixed by then), so it filters that result.
+    The watershed runs once per (seg, det, σ, compactness, map) with the smallest min area
+    and no hematoxylin floor; the other two only drop instances (areas and densities are
+    fixed by then), so each of their settings filters that result.
 
     Returns:
       {"thresholds": {seg_threshold, det_threshold, det_sigma, min_area_px, compactness,
-       flood_on}, "scores": mean metrics of the best, "grid": [[seg, det, σ, min area, aji,
-       dice_avg, compactness, flood_on], ...]}; "best" is by `config.selection_metric` (AJI
-       when the selection metric is the loss).
+       flood_on, min_hematoxylin}, "scores": mean metrics of the best, "grid": [[seg, det, σ,
+       min area, aji, dice_avg, compactness, flood_on, min hematoxylin], ...]}; "best" is by
+       `config.selection_metric` (AJI when the selection metric is the loss).
     """
     key = "aji" if config.selection_metric == "loss" else config.selection_metric
     areas = sorted(config.min_area_grid)
-    base = watershed.Thresholds.from_task_config(config).replace(min_area_px=areas[0])
+    floors = sorted(config.min_hematoxylin_grid)
+    base = watershed.Thresholds.from_task_config(config).replace(min_area_px=areas[0],
+                                                                 min_hematoxylin=0.0)
     best, grid = None, []
     for seg, det, sigma, compactness, surface in itertools.product(
             config.seg_threshold_grid, config.det_threshold_grid, config.det_sigma_grid,
             config.compactness_grid, config.flood_on_grid):
         thresholds = base.replace(seg_threshold=seg, det_threshold=det, det_sigma=sigma,
                                   compactness=compactness, flood_on=surface)
-        per_area = {area: {} for area in areas}
+        scores = {pair: {} for pair in itertools.product(areas, floors)}
         for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
             predicted = watershed.instances_from_maps(
                 prediction["segmentation"], prediction["detection"], thresholds,
                 hv=prediction.get("hv"))
-            for area in areas:
-                kept = watershed.filter_by_area(predicted, area, thresholds.max_area_px)
-                per_area[area][str(index)] = metrics.image_metrics(truth.astype(np.int64),
-                                                                   kept.astype(np.int64))
-        for area in areas:
-            mean = metrics.summarize(per_area[area])["mean"]
+            density = (watershed.mean_hematoxylin(predicted, validation.images[index])
+                       if floors != [0.0] else None)
+            for area, floor in scores:
+                kept = watershed.filter_by_area(
+                    np.where(density[predicted] >= floor, predicted, 0) if floor > 0
+                    else predicted, area, thresholds.max_area_px)
+                scores[area, floor][str(index)] = metrics.image_metrics(
+                    truth.astype(np.int64), kept.astype(np.int64))
+        for (area, floor), per_image in scores.items():
+            mean = metrics.summarize(per_image)["mean"]
             grid.append([seg, det, sigma, area, mean["aji"], mean["dice_avg"], compactness,
-                         surface])
+                         surface, floor])
             if best is None or mean[key] > best["scores"][key]:
                 best = {"thresholds": {"seg_threshold": seg, "det_threshold": det,
                                        "det_sigma": sigma, "min_area_px": area,
-                                       "compactness": compactness, "flood_on": surface},
+                                       "compactness": compactness, "flood_on": surface,
+                                       "min_hematoxylin": floor},
                         "scores": mean}
     best["grid"] = grid
     return best

@@ -29,7 +29,8 @@ class SegmentationModel:
       mpp: µm/px the model expects (slides are resampled to it).
       stride: input sides must be multiples of this.
       stain_target: Reinhard target (LAB mean, std), None if the model has none.
-      instances: (segmentation, detection) of one tile -> (H, W) instance labels.
+      instances: (segmentation, detection, image=the tile's normalised RGB) of one tile ->
+        (H, W) instance labels.
       name: shown in the run report.
       info: extra facts for the report (e.g. the export's inference.json).
     """
@@ -38,7 +39,7 @@ class SegmentationModel:
     mpp: float
     stride: int = 1
     stain_target: Optional[stain.Stats] = None
-    instances: Callable[[np.ndarray, np.ndarray], np.ndarray] = watershed.instances_from_maps
+    instances: Callable[..., np.ndarray] = watershed.instances_from_maps
     name: str = "callable"
     info: dict = dataclasses.field(default_factory=dict)
 

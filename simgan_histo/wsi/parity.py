@@ -90,4 +90,4 @@ def direct_labels(model: model_lib.SegmentationModel, rgb: np.ndarray,
                     mode="symmetric")
     segmentation, detection = model.maps(padded[None])
     return np.asarray(model.instances(segmentation[0, :height, :width],
-                                      detection[0, :height, :width]))
+                                      detection[0, :height, :width], image=rgb))

@@ -53,7 +53,8 @@ def segment_batch(slide, plan: plan_lib.SlidePlan, model, tissue, stain_pair,
     entries = []
     for position, (index, tile) in enumerate(zip(indices, batch)):
         with timer("postprocess"):
-            labels = model.instances(segmentation[position], detection[position])
+            labels = model.instances(segmentation[position], detection[position],
+                                     image=images[position])
             table = nuclei_lib.tile_nuclei(
                 np.asarray(labels), images[position], segmentation[position], tile, plan.origin,
                 plan.downsample, plan.model_mpp, plan.name, tissue, context_px)

@@ -92,3 +92,11 @@ def test_flood_on_flag_offers_every_watershed_surface():
     from flags import predict as predict_flags  # pylint: disable=unused-import
     from simgan_histo.config import FLOOD_SURFACES
     assert tuple(flags.FLAGS["flood_on"].parser.enum_values) == FLOOD_SURFACES
+
+
+def test_threshold_flags_name_every_watershed_setting():
+    import dataclasses
+    from flags import predict as predict_flags
+    from simgan_histo.postprocess import watershed
+    assert set(predict_flags.THRESHOLD_FLAGS) == {
+        field.name for field in dataclasses.fields(watershed.Thresholds)}

@@ -312,7 +312,7 @@ def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
     by_sigma = {row[2]: row[4] for row in result["grid"]}
     assert result["thresholds"] == {"seg_threshold": 0.5, "det_threshold": 0.07,
                                     "det_sigma": 3.0, "min_area_px": 20, "compactness": 1.0,
-                                    "flood_on": "segmentation"}
+                                    "flood_on": "segmentation", "min_hematoxylin": 0.0}
     assert by_sigma[3.0] == pytest.approx(1.0) and by_sigma[1.0] < 0.7
 
 

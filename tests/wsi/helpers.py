@@ -68,7 +68,7 @@ def oracle_maps(batch):
     return segmentation, detection
 
 
-def components(segmentation, detection):
+def components(segmentation, detection, image=None):  # pylint: disable=unused-argument
     """Instances = connected components of segmentation > 0.5 (no watershed needed)."""
     return measure.label(np.asarray(segmentation) > 0.5).astype(np.int32)
 
