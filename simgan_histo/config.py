@@ -390,8 +390,9 @@ class TaskConfig:
     # (useful when the detection head learns the inner distance, detection_target).
     flood_on_grid: Tuple[str, ...] = ("segmentation",)
     # Least mean hematoxylin optical density of a kept instance on the net's input image
-    # (`watershed.drop_pale`), chosen with the thresholds; 0 keeps all (release). The
-    # synthetic patches' distractors and pale nuclei decide how far it may go.
+    # (`watershed.drop_pale`), chosen with the thresholds; 0 keeps all (release). With
+    # (0, 0.03, 0.04, 0.05): Kumar's selection keeps none (seed 0); MoNuSeg's takes 0.04–0.05,
+    # +0.012 and −0.006 AJI on two paired seeds (BENCHMARKS.md), so no preset uses it.
     min_hematoxylin_grid: Tuple[float, ...] = (0.0,)
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
