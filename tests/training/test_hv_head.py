@@ -177,3 +177,16 @@ def test_validation_loss_counts_the_hv_term(patches):
     without = [{k: v for k, v in m.items() if k != "hv"} for m in maps]
     assert (task_validation.validation_loss(maps, held, config.task)
             > task_validation.validation_loss(without, held, config.task))
+
+
+@pytest.mark.parametrize("architecture", ["unet", "cnn15"])
+def test_both_architectures_serve_full_size_hv_maps(architecture):
+    from simgan_histo.models import task_net  # pylint: disable=import-outside-toplevel
+
+    task = _config(architecture=architecture).task
+    model = task_net.build_task_net(task)
+    out = model(np.zeros((2, 32, 48, 3), np.float32))
+    assert out["hv"].shape == (2, 32, 48, 2) and out["logits"].shape == (2, 32, 48, 2)
+    plain = task_net.build_task_net(task_net.without_hv_head(task))
+    assert "hv" not in plain(np.zeros((1, 32, 32, 3), np.float32))
+    assert plain.count_params() < model.count_params()
