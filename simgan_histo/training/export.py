@@ -9,8 +9,9 @@ Layout written by `export_task_model(model, "<dir>", ...)`:
 `<version>` is the next integer (TF Serving serves the largest). The signature takes `image`:
 float32 [N, H, W, 3] RGB in 0..255 (H, W multiples of the stride), scales it to [-1, 1]
 inside the graph and returns `segmentation` and `detection`: float32 [N, H, W, 1]
-probabilities (and `hv` [N, H, W, 2] from a net with the hv head). Instances come from the marker watershed (`simgan_histo.postprocess`),
-with the thresholds stored in `inference.json` under `thresholds`.
+probabilities (and `hv` [N, H, W, 2] from a net with the hv head). Instances come from
+the marker watershed (`simgan_histo.postprocess`), with the thresholds stored in
+`inference.json` under `thresholds`.
 
 `inference.json` keys: `format_version`, `mpp`, `stride`, `stain_norm` {`method`,
 `lab_mean`, `lab_std`}, `thresholds` {`seg_threshold`, `det_threshold`, `seg_sigma`,

@@ -76,9 +76,9 @@ class TaskTrainer:
         self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step")
         self.best_thresholds = tf.Variable([self.task.seg_threshold, self.task.det_threshold],
                                            dtype=tf.float64, name="best_thresholds")
-        # The selected σ, min area, compactness, map and hematoxylin floor are checkpointed too; a checkpoint written
-        # before one of them existed does not resume (TF names the unmatched variable): rerun
-        # the stage.
+        # The selected σ, min area, compactness, map and hematoxylin floor are checkpointed
+        # too; a checkpoint written before one of them existed does not resume (TF names the
+        # unmatched variable): rerun the stage.
         self.best_det_sigma = tf.Variable(self.task.det_sigma, dtype=tf.float64,
                                           name="best_det_sigma")
         self.best_min_area = tf.Variable(self.task.min_area_px, dtype=tf.int64,

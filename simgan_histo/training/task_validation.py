@@ -4,8 +4,8 @@ By default the held-out set is SYNTHETIC (patches of whole tissue tiles kept out
 training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, and its name
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
 held-out images, the marker watershed runs for every (seg, det, det σ, compactness,
-flooded map, min area, min hematoxylin) combination of the config's grids, and the best one's mean metric is that
-evaluation's score. The evaluation with the best score is the stopping point; its
+flooded map, min area, min hematoxylin) combination of the config's grids, and the best
+one's mean metric is that evaluation's score. The evaluation with the best score is the stopping point; its
 thresholds are exported.
 """
 
