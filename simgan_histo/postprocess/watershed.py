@@ -260,22 +260,26 @@ def _keep(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return lookup[labels]
 
 
-def mean_hematoxylin(labels: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """(N + 1,) mean hematoxylin optical density (`stain.hed`) of ids 0..N (0 = background)."""
+def hematoxylin(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) float32 hematoxylin optical density of a uint8 RGB image (`stain.hed`)."""
+    return stain.hed(np.asarray(rgb, np.uint8))[..., 0]
+
+
+def mean_hematoxylin(labels: np.ndarray, density: np.ndarray) -> np.ndarray:
+    """(N + 1,) mean of `density` (`hematoxylin(rgb)`) over ids 0..N (0 = background)."""
     labels = np.asarray(labels)
-    if np.shape(rgb)[:2] != labels.shape:
-        raise ValueError(f"mean_hematoxylin: image {np.shape(rgb)} and labels {labels.shape} "
-                         f"differ in size")
+    if np.shape(density) != labels.shape:
+        raise ValueError(f"mean_hematoxylin: density {np.shape(density)} and labels "
+                         f"{labels.shape} differ in size")
     count = int(labels.max()) + 1
     area = np.bincount(labels.ravel(), minlength=count)
-    density = stain.hed(np.asarray(rgb, np.uint8))[..., 0]
-    return np.bincount(labels.ravel(), density.ravel(), count) / np.maximum(area, 1)
+    return np.bincount(labels.ravel(), np.ravel(density), count) / np.maximum(area, 1)
 
 
-def drop_pale(labels: np.ndarray, rgb: np.ndarray, min_hematoxylin: float) -> np.ndarray:
-    """Drops instances whose mean hematoxylin density is below `min_hematoxylin`; ids
-    become 1..N (uint32)."""
-    return _keep(labels, mean_hematoxylin(labels, rgb) >= min_hematoxylin)
+def drop_pale(labels: np.ndarray, density: np.ndarray, min_hematoxylin: float) -> np.ndarray:
+    """Drops instances whose mean hematoxylin density (`density`, `hematoxylin(rgb)`) is
+    below `min_hematoxylin`; ids become 1..N (uint32)."""
+    return _keep(labels, mean_hematoxylin(labels, density) >= min_hematoxylin)
 
 
 def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
@@ -331,5 +335,5 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
         if image is None:
             raise ValueError("instances_from_maps: min_hematoxylin > 0 needs the RGB image "
                              "the maps were predicted from")
-        labels = drop_pale(labels, image, thresholds.min_hematoxylin)
+        labels = drop_pale(labels, hematoxylin(image), thresholds.min_hematoxylin)
     return labels

@@ -5,8 +5,8 @@ training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, a
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
 held-out images, the marker watershed runs for every (seg, det, det σ, compactness,
 flooded map, min area, min hematoxylin) combination of the config's grids, and the best
-one's mean metric is that evaluation's score. The evaluation with the best score is the stopping point; its
-thresholds are exported.
+one's mean metric is that evaluation's score. The evaluation with the best score is the
+stopping point; its thresholds are exported.
 """
 
 import dataclasses
@@ -139,6 +139,9 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
     floors = sorted(config.min_hematoxylin_grid)
     base = watershed.Thresholds.from_task_config(config).replace(min_area_px=areas[0],
                                                                  min_hematoxylin=0.0)
+    # The images' hematoxylin densities, once per search rather than once per grid point.
+    densities = ([watershed.hematoxylin(image) for image in validation.images]
+                 if floors != [0.0] else None)
     best, grid = None, []
     for seg, det, sigma, compactness, surface in itertools.product(
             config.seg_threshold_grid, config.det_threshold_grid, config.det_sigma_grid,
@@ -150,11 +153,9 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
             predicted = watershed.instances_from_maps(
                 prediction["segmentation"], prediction["detection"], thresholds,
                 hv=prediction.get("hv"))
-            density = (watershed.mean_hematoxylin(predicted, validation.images[index])
-                       if floors != [0.0] else None)
             for area, floor in scores:
                 kept = watershed.filter_by_area(
-                    np.where(density[predicted] >= floor, predicted, 0) if floor > 0
+                    watershed.drop_pale(predicted, densities[index], floor) if floor > 0
                     else predicted, area, thresholds.max_area_px)
                 scores[area, floor][str(index)] = metrics.image_metrics(
                     truth.astype(np.int64), kept.astype(np.int64))

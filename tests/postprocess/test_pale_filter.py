@@ -29,14 +29,15 @@ def _scene():
 def test_mean_hematoxylin_and_drop_pale_by_hand():
     image, labels = _scene()
     density = stain.hed(image)[..., 0]
-    means = watershed.mean_hematoxylin(labels, image)
+    np.testing.assert_array_equal(watershed.hematoxylin(image), density)
+    means = watershed.mean_hematoxylin(labels, density)
     for index in (0, 1, 2):
         assert means[index] == pytest.approx(density[labels == index].mean(), rel=1e-5)
     dark, pale = stain.hed(np.array([[DARK, PALE]], np.uint8))[0, :, 0]
     assert pale < dark
-    kept = watershed.drop_pale(labels, image, (dark + pale) / 2)
+    kept = watershed.drop_pale(labels, density, (dark + pale) / 2)
     np.testing.assert_array_equal(kept, (labels == 1).astype(np.uint32))
-    np.testing.assert_array_equal(watershed.drop_pale(labels, image, 0.0), labels)
+    np.testing.assert_array_equal(watershed.drop_pale(labels, density, 0.0), labels)
 
 
 def _maps(labels):
