@@ -412,8 +412,6 @@ class TaskConfig:
         _require(self.hv_head or "hv" not in (self.flood_on,) + tuple(self.flood_on_grid),
                  "TaskConfig.flood_on_grid", self.flood_on_grid,
                  'no "hv" unless hv_head=True (the net has no hv maps to flood)')
-        _require(self.hv_weight >= 0 and self.hv_gradient_weight >= 0, "TaskConfig.hv_weight",
-                 (self.hv_weight, self.hv_gradient_weight), "hv_weight and hv_gradient_weight >= 0")
         _choice(self, "training_patches", ("buffer", "refined"))
         _choice(self, "validation_patches", ("held_out", "fresh"))
         _require(0.0 <= self.core_fraction < 1.0, "TaskConfig.core_fraction", self.core_fraction,
@@ -449,7 +447,8 @@ class TaskConfig:
                  self.convs_per_level, f"{len(self.filters)} entries, one per level")
         _positive(self, "crop_size", "batch_size", "learning_rate", "train_steps",
                   "detection_dilation", "max_area_px")
-        _non_negative(self, "det_sigma", "seg_sigma", "min_area_px", "compactness")
+        _non_negative(self, "det_sigma", "seg_sigma", "min_area_px", "compactness",
+                      "min_hematoxylin", "hv_weight", "hv_gradient_weight")
         _fraction(self, "validation_fraction", "roi_border_fraction", "roi_border_weight",
                   "seg_threshold", "det_threshold")
         stride = 2 ** (len(self.filters) - 1)

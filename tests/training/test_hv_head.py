@@ -123,6 +123,9 @@ def test_flooding_hv_cuts_where_the_maps_fall_not_at_the_midline():
 def test_hv_without_the_head_is_refused():
     with pytest.raises(ValueError, match="hv_head"):
         config_lib.tiny().replace(task=dict(flood_on_grid=("hv",)))
+    for name in ("hv_weight", "hv_gradient_weight", "min_hematoxylin"):
+        with pytest.raises(ValueError, match=f"TaskConfig.{name}=-1"):
+            config_lib.tiny().replace(task={name: -1.0})
 
 
 def test_train_select_export_and_serve_with_the_hv_head(tmp_path, patches):
