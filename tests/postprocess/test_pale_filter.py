@@ -38,6 +38,8 @@ def test_mean_hematoxylin_and_drop_pale_by_hand():
     kept = watershed.drop_pale(labels, density, (dark + pale) / 2)
     np.testing.assert_array_equal(kept, (labels == 1).astype(np.uint32))
     np.testing.assert_array_equal(watershed.drop_pale(labels, density, 0.0), labels)
+    with pytest.raises(ValueError, match="differ in size"):
+        watershed.mean_hematoxylin(labels, density[:, :-1])
 
 
 def _maps(labels):
