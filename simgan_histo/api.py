@@ -26,6 +26,7 @@ from simgan_histo import stain
 from simgan_histo.postprocess import morphometry
 from simgan_histo.postprocess import polygons as polygons_lib
 from simgan_histo.postprocess import watershed
+from simgan_histo.training import stain_target
 
 STAIN_METHODS = ("reinhard", "none")
 # Maps -> dict with "segmentation", "detection": (1, h, w, 1) float32 for a (1, h, w, 3) batch.
@@ -195,8 +196,10 @@ class NucleusModel:
         normalised image they came from (`image`)."""
         rgb = check_rgb(rgb)
         image = _resize(rgb, self._scale_shape(rgb.shape[:2], mpp))
-        if self.settings.stain_target is not None:
-            image = stain.reinhard(image, stain.lab_stats(image), self.settings.stain_target)
+        source = (stain_target.image_stats(image) if self.settings.stain_target is not None
+                  else None)
+        if source is not None:
+            image = stain.reinhard(image, source, self.settings.stain_target)
         return dict(self._forward(image), image=image)
 
     def predict_maps(self, rgb: np.ndarray, mpp: Optional[float] = None):

@@ -144,6 +144,20 @@ def test_reinhard_settings_and_overrides_are_honoured(export_dir):
     assert strict.predict_instances(rgb).labels.max() == 0
 
 
+def test_reinhard_source_statistics_ignore_glass(export_dir):
+    rgb, _ = _scene()
+    normalised = simgan_histo.load(export_dir)
+    glass = np.full((rgb.shape[0], 40, 3), 250, np.uint8)
+    # The toy segmentation is per pixel, so the tissue's map must not change when glass is
+    # added beside it: the source statistics are those of the tissue alone.
+    alone = normalised.predict_maps(rgb)[0]
+    beside_glass = normalised.predict_maps(np.concatenate([rgb, glass], axis=1))[0]
+    np.testing.assert_allclose(beside_glass[:, :rgb.shape[1]], alone, atol=1e-6)
+    # An image without tissue is left as it is instead of being stretched onto the target.
+    plain = simgan_histo.load(export_dir, stain_norm="none")
+    np.testing.assert_array_equal(normalised.predict_maps(glass)[0], plain.predict_maps(glass)[0])
+
+
 def test_bad_inputs_raise(export_dir, tmp_path):
     model = simgan_histo.load(export_dir / "1")
     rgb, _ = _scene()

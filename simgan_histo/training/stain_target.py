@@ -20,6 +20,7 @@ from simgan_histo import stain
 DEFAULT_TARGET_PATH = pathlib.Path(__file__).resolve().parents[2] / "data" / "reinhard_target.json"
 SATURATION_MIN = 0.07  # HSV saturation: glass and white background are below this
 BRIGHTNESS_MAX = 235  # grey level: brighter pixels are background or empty glass
+MIN_SOURCE_PIXELS = 256  # an image with fewer tissue pixels is left as it is
 
 
 def tissue_mask(rgb: np.ndarray) -> np.ndarray:
@@ -44,6 +45,17 @@ def tissue_target(images: Iterable[np.ndarray]) -> stain.Stats:
     if not stats:
         raise ValueError("no tissue pixels found to compute a Reinhard target from")
     return stain.pooled_stats(stats, counts)
+
+
+def image_stats(rgb: np.ndarray) -> Optional[stain.Stats]:
+    """Reinhard source statistics of an inference image: LAB mean/std over its tissue pixels,
+    the pixels its model's target was measured on (glass and white lumen would otherwise
+    lighten the mean and widen the spread, so the tissue is mapped too dark). None when it
+    holds fewer than `MIN_SOURCE_PIXELS` tissue pixels: nothing there to normalise."""
+    mask = tissue_mask(rgb)
+    if mask.sum() < MIN_SOURCE_PIXELS:
+        return None
+    return stain.lab_stats(rgb, mask)
 
 
 def patch_file_target(patches, max_patches: int = 256, seed: int = 0) -> stain.Stats:

@@ -30,6 +30,21 @@ def test_tissue_target_ignores_background_pixels():
         stain_target.tissue_target([np.full((8, 8, 3), 255, np.uint8)])
 
 
+def test_image_stats_measure_the_tissue_as_the_target_does():
+    rng = np.random.default_rng(0)
+    tissue = np.where(rng.random((32, 32, 1)) < 0.3, (90, 50, 140), (200, 120, 180)).astype(np.uint8)
+    with_glass = np.concatenate([tissue, np.full((32, 48, 3), 250, np.uint8)], axis=1)
+    mean, std = stain_target.image_stats(with_glass)
+    expected = stain.lab_stats(tissue)
+    np.testing.assert_allclose(mean, expected[0], atol=1e-4)
+    np.testing.assert_allclose(std, expected[1], atol=1e-4)
+    # The glass would lighten the mean by tens of L units.
+    assert stain.lab_stats(with_glass)[0][0] > mean[0] + 20
+    few = np.full((64, 64, 3), 250, np.uint8)
+    few[:15, :15] = (90, 50, 140)  # 225 tissue pixels < MIN_SOURCE_PIXELS
+    assert stain_target.image_stats(few) is None
+
+
 def test_default_target_is_recomputed_from_the_sample_slide(sample_slide):
     stored = json.loads(stain_target.DEFAULT_TARGET_PATH.read_text())
     mean, std = stain_target.slide_target(sample_slide)
