@@ -15,6 +15,7 @@ import numpy as np
 from absl import logging
 
 from simgan_histo import stain
+from simgan_histo.training import stain_target
 from simgan_histo.wsi import tiling, tissue as tissue_lib
 
 STAIN_SAMPLES = 16  # tiles whose centre crop feeds the slide's Reinhard statistics
@@ -96,7 +97,8 @@ def estimate_stain(slide, plan: SlidePlan) -> Optional[stain.Stats]:
     """LAB mean/std of the slide's stained pixels, from centre crops of up to 16 tiles.
 
     Estimated once per slide (per-tile statistics invent nuclei on empty tiles, field-notes
-    §4 #7); crops are spread evenly over the tissue tiles; glass pixels are excluded.
+    §4 #7); crops are spread evenly over the tissue tiles; glass and white pixels are excluded, as
+    when the model's target was measured (`stain_target.tissue_mask`).
     """
     if not plan.tiles:
         return None
@@ -107,7 +109,7 @@ def estimate_stain(slide, plan: SlidePlan) -> Optional[stain.Stats]:
         side = STAIN_SAMPLE_PX * plan.downsample
         box = (x + width / 2 - side / 2, y + height / 2 - side / 2, side, side)
         rgb = slide.read(*box, plan.downsample)
-        stained = tissue_lib.optical_density(rgb) > tissue_lib.OD_MIN
+        stained = stain_target.tissue_mask(rgb)  # the pixels the model's target was measured on
         if stained.sum() >= 100:
             stats.append(stain.lab_stats(rgb, stained))
             counts.append(int(stained.sum()))

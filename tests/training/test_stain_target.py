@@ -32,7 +32,8 @@ def test_tissue_target_ignores_background_pixels():
 
 def test_image_stats_measure_the_tissue_as_the_target_does():
     rng = np.random.default_rng(0)
-    tissue = np.where(rng.random((32, 32, 1)) < 0.3, (90, 50, 140), (200, 120, 180)).astype(np.uint8)
+    tissue = np.where(rng.random((32, 32, 1)) < 0.3, (90, 50, 140), (200, 120, 180))
+    tissue = tissue.astype(np.uint8)
     with_glass = np.concatenate([tissue, np.full((32, 48, 3), 250, np.uint8)], axis=1)
     mean, std = stain_target.image_stats(with_glass)
     expected = stain.lab_stats(tissue)

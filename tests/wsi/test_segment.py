@@ -252,6 +252,23 @@ def test_stain_statistics_come_from_the_whole_slide(tmp_path):
     assert invented.max() > 0  # the failure mode the once-per-slide statistics avoid
 
 
+def test_slide_stain_statistics_leave_out_unstained_pixels(tmp_path):
+    """Grey, unstained pixels (dust, pen, folds' shadows) are not tissue for the statistics,
+    as they were not when the model's target was measured."""
+    pink = (200, 120, 180)
+    rgb = np.full((800, 1200, 3), 250, np.uint8)
+    rgb[40:760, 40:1160] = pink
+    rgb[40:760, 500:700] = 190  # dark enough to pass as stained by optical density alone
+    from simgan_histo.wsi import pyramid
+    path = pyramid.write_pyramid(tmp_path / "grey.svs", rgb, 0.25, compression="deflate")
+    target = stain.lab_stats(np.full((4, 4, 3), (150, 80, 160), np.uint8))
+    config = config_lib.WsiConfig(tile_size_px=256, overlap_px=48, stain_norm="reinhard")
+    report = segment.segment_slide(path, helpers.oracle_model(stain_target=target),
+                                   tmp_path / "out", config, progress=False)
+    expected = stain.lab_stats(np.full((4, 4, 3), pink, np.uint8))[0]
+    np.testing.assert_allclose(report["stain"]["slide"]["lab_mean"], expected, atol=0.5)
+
+
 def test_blank_slide_gives_empty_but_valid_outputs(tmp_path):
     from simgan_histo.wsi import pyramid
     path = pyramid.write_pyramid(tmp_path / "blank.svs", np.full((600, 800, 3), 250, np.uint8),
