@@ -10,7 +10,7 @@ that have no training tissue at hand.
 
 import json
 import pathlib
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -36,15 +36,18 @@ def tissue_target(images: Iterable[np.ndarray]) -> stain.Stats:
     Raises:
       ValueError: if no image holds tissue.
     """
-    stats, counts = [], []
-    for image in images:
-        mask = tissue_mask(image)
-        if mask.sum() >= 16:
-            stats.append(stain.lab_stats(image, mask))
-            counts.append(int(mask.sum()))
-    if not stats:
+    found = [part for part in (tissue_stats(image, 16) for image in images) if part]
+    if not found:
         raise ValueError("no tissue pixels found to compute a Reinhard target from")
-    return stain.pooled_stats(stats, counts)
+    return stain.pooled_stats([stats for stats, _ in found], [count for _, count in found])
+
+
+def tissue_stats(rgb: np.ndarray, min_pixels: int) -> Optional[Tuple[stain.Stats, int]]:
+    """(LAB statistics, count) of the tissue pixels of `rgb`, or None below `min_pixels`:
+    the one measurement behind a model's target and the images and slides mapped onto it."""
+    mask = tissue_mask(rgb)
+    count = int(mask.sum())
+    return (stain.lab_stats(rgb, mask), count) if count >= min_pixels else None
 
 
 def image_stats(rgb: np.ndarray) -> Optional[stain.Stats]:
@@ -52,10 +55,8 @@ def image_stats(rgb: np.ndarray) -> Optional[stain.Stats]:
     the pixels its model's target was measured on (glass and white lumen would otherwise
     lighten the mean and widen the spread, so the tissue is mapped too dark). None when it
     holds fewer than `MIN_SOURCE_PIXELS` tissue pixels: nothing there to normalise."""
-    mask = tissue_mask(rgb)
-    if mask.sum() < MIN_SOURCE_PIXELS:
-        return None
-    return stain.lab_stats(rgb, mask)
+    found = tissue_stats(rgb, MIN_SOURCE_PIXELS)
+    return found[0] if found else None
 
 
 def patch_file_target(patches, max_patches: int = 256, seed: int = 0) -> stain.Stats:

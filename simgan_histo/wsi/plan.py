@@ -97,25 +97,23 @@ def estimate_stain(slide, plan: SlidePlan) -> Optional[stain.Stats]:
     """LAB mean/std of the slide's stained pixels, from centre crops of up to 16 tiles.
 
     Estimated once per slide (per-tile statistics invent nuclei on empty tiles, field-notes
-    §4 #7); crops are spread evenly over the tissue tiles; glass and white pixels are excluded, as
-    when the model's target was measured (`stain_target.tissue_mask`).
+    §4 #7); crops are spread evenly over the tissue tiles; glass and white pixels are left
+    out, as when the model's target was measured (`stain_target.tissue_stats`).
     """
     if not plan.tiles:
         return None
     step = max(1, len(plan.tiles) // STAIN_SAMPLES)
-    stats, counts = [], []
+    found = []
     for tile in plan.tiles[::step][:STAIN_SAMPLES]:
         x, y, width, height = plan.core_box(tile)
         side = STAIN_SAMPLE_PX * plan.downsample
         box = (x + width / 2 - side / 2, y + height / 2 - side / 2, side, side)
-        rgb = slide.read(*box, plan.downsample)
-        stained = stain_target.tissue_mask(rgb)  # the pixels the model's target was measured on
-        if stained.sum() >= 100:
-            stats.append(stain.lab_stats(rgb, stained))
-            counts.append(int(stained.sum()))
-    if not stats:
+        part = stain_target.tissue_stats(slide.read(*box, plan.downsample), 100)
+        if part:
+            found.append(part)
+    if not found:
         return None
-    return stain.pooled_stats(stats, counts)
+    return stain.pooled_stats([stats for stats, _ in found], [count for _, count in found])
 
 
 def resolve_stain(method: str, model, estimate) -> Optional[Tuple[stain.Stats, stain.Stats]]:
