@@ -44,10 +44,13 @@ FLOOD_ON = flags.DEFINE_enum(
 MIN_HEMATOXYLIN = flags.DEFINE_float(
     "min_hematoxylin", None, "Drop nuclei whose mean hematoxylin optical density on the "
     "normalised image is below this; 0 keeps all (default: inference.json).")
+MERGE_SOLIDITY = flags.DEFINE_float(
+    "merge_solidity", None, "Merge touching nuclei whose union's solidity (area ÷ convex hull "
+    "area) is at least this; 0 = off (default: inference.json).")
 
 # Field names of `postprocess.watershed.Thresholds` (flags/ imports no library module).
 THRESHOLD_FLAGS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
-                   "max_area_px", "compactness", "flood_on", "min_hematoxylin")
+                   "max_area_px", "compactness", "flood_on", "min_hematoxylin", "merge_solidity")
 # Reused from flags/wsi.py and flags/shared.py; key flags of this module, so a script that
 # adopts this module's key flags shows them in --help.
 SHARED = ("model", "out", "mpp", "stain_norm", "tile_size", "overlap")

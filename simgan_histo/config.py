@@ -349,6 +349,7 @@ class TaskConfig:
     compactness: float = 1.0  # release watershed compactness
     flood_on: str = "segmentation"  # the map whose valleys the watershed follows (release)
     min_hematoxylin: float = 0.0  # least mean H optical density of a nucleus; 0 = off (release)
+    merge_solidity: float = 0.0  # merge touching instances this convex together; 0 = off (release)
     kernel_size: int = 3  # release U-Net convs are 3×3
     real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
     # What the pipeline's task net trains on after the GAN: "buffer" (the refined patches of
@@ -394,6 +395,9 @@ class TaskConfig:
     # (0, 0.03, 0.04, 0.05): Kumar's selection keeps none (seed 0); MoNuSeg's takes 0.04–0.05,
     # +0.012 and −0.006 AJI on two paired seeds (BENCHMARKS.md), so no preset uses it.
     min_hematoxylin_grid: Tuple[float, ...] = (0.0,)
+    # Solidity above which two touching instances are merged (`postprocess/convex_merge.py`),
+    # chosen with the thresholds; 0 = off (release).
+    merge_solidity_grid: Tuple[float, ...] = (0.0,)
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
     jit_compile: str = "auto"
@@ -431,6 +435,10 @@ class TaskConfig:
                  and all(v >= 0 for v in self.min_hematoxylin_grid),
                  "TaskConfig.min_hematoxylin_grid", self.min_hematoxylin_grid,
                  "a non-empty tuple of densities >= 0")
+        _require(len(self.merge_solidity_grid) > 0
+                 and all(0.0 <= v <= 1.0 for v in self.merge_solidity_grid),
+                 "TaskConfig.merge_solidity_grid", self.merge_solidity_grid,
+                 "a non-empty tuple of values in [0, 1]")
         _require(len(self.compactness_grid) > 0 and all(v >= 0 for v in self.compactness_grid),
                  "TaskConfig.compactness_grid", self.compactness_grid,
                  "a non-empty tuple of values >= 0")
@@ -450,7 +458,7 @@ class TaskConfig:
         _non_negative(self, "det_sigma", "seg_sigma", "min_area_px", "compactness",
                       "min_hematoxylin", "hv_weight", "hv_gradient_weight")
         _fraction(self, "validation_fraction", "roi_border_fraction", "roi_border_weight",
-                  "seg_threshold", "det_threshold")
+                  "seg_threshold", "det_threshold", "merge_solidity")
         stride = 2 ** (len(self.filters) - 1)
         _require(self.crop_size % stride == 0, "TaskConfig.crop_size", self.crop_size,
                  f"a multiple of the U-Net stride {stride}")
@@ -665,7 +673,10 @@ def cpu_small() -> Config:
                         det_sigma_grid=(1.0, 2.0, 3.0), min_area_grid=(20, 40, 60),
                         # Kumar budget 30, 3 seeds: 0.683 ± 0.008 / 0.494 ± 0.005 with the
                         # weight average against 0.676 ± 0.014 / 0.485 ± 0.017 (BENCHMARKS.md).
-                        compactness_grid=(1.0, 0.0), ema_momentum=0.99),
+                        compactness_grid=(1.0, 0.0), ema_momentum=0.99,
+                        # Re-selected on the held-out synthetic patches of the Kumar and
+                        # MoNuSeg exports, the merge took 0.9 or 0.95 (BENCHMARKS.md).
+                        merge_solidity_grid=(0.0, 0.85, 0.9, 0.95)),
     )
 
 

@@ -15,8 +15,9 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
    map is flooded instead (for a net whose detection head learned the inner distance);
    with "hv", the smoothed segmentation map × (1 − the hv maps' boundary energy), so
    touching nuclei are cut where the hv maps fall (`training/hv_target.py`).
-5. Holes inside one instance are filled; instances outside [min_area_px, max_area_px] are
-   dropped, and with `min_hematoxylin` those whose mean hematoxylin optical density on the
+5. Holes inside one instance are filled; with `merge_solidity`, touching instances whose
+   union is convex are merged (`convex_merge.py`); instances outside [min_area_px,
+   max_area_px] are dropped, and with `min_hematoxylin` those whose mean hematoxylin optical density on the
    model's input image is below it (pale false objects on stroma, `drop_pale`); ids are made
    consecutive.
 
@@ -34,6 +35,7 @@ from skimage import segmentation as sk_segmentation
 
 from simgan_histo import stain
 from simgan_histo.config import FLOOD_SURFACES
+from simgan_histo.postprocess import convex_merge
 from simgan_histo.training import hv_target
 
 _EIGHT = np.ones((3, 3), bool)
@@ -52,9 +54,10 @@ class Thresholds:
     compactness: float = 1.0  # skimage watershed compactness (release)
     flood_on: str = "segmentation"  # the map whose valleys split touching nuclei (release)
     min_hematoxylin: float = 0.0  # least mean H optical density of an instance; 0 = off
+    merge_solidity: float = 0.0  # merge touching instances with a union this convex; 0 = off
 
     def __post_init__(self):
-        for name in ("seg_threshold", "det_threshold"):
+        for name in ("seg_threshold", "det_threshold", "merge_solidity"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"Thresholds.{name}={value!r}: expected in [0, 1]")
@@ -330,6 +333,7 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
         surface = seg if thresholds.flood_on == "segmentation" else det
     labels = flood(surface, foreground, markers, thresholds.compactness)
     labels = fill_instance_holes(labels.astype(np.uint32))
+    labels = convex_merge.merge_convex(labels, thresholds.merge_solidity)
     labels = filter_by_area(labels, thresholds.min_area_px, thresholds.max_area_px)
     if thresholds.min_hematoxylin > 0:
         if image is None:

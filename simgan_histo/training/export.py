@@ -15,7 +15,8 @@ the marker watershed (`simgan_histo.postprocess`), with the thresholds stored in
 
 `inference.json` keys: `format_version`, `mpp`, `stride`, `stain_norm` {`method`,
 `lab_mean`, `lab_std`}, `thresholds` {`seg_threshold`, `det_threshold`, `seg_sigma`,
-`det_sigma`, `min_area_px`, `max_area_px`, `compactness`, `flood_on`, `min_hematoxylin`},
+`det_sigma`, `min_area_px`, `max_area_px`, `compactness`, `flood_on`, `min_hematoxylin`,
+`merge_solidity`},
 `precision`, `architecture`,
 `config_hash`, `git_commit`, `preset`, `selection` (how the stopping point and thresholds
 were chosen: validation name, metric, step, score).
@@ -37,7 +38,7 @@ FORMAT_VERSION = 1
 INFERENCE_JSON = "inference.json"
 KERAS_FILE = "task_net.keras"
 WATERSHED_KEYS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
-                  "max_area_px", "compactness", "flood_on", "min_hematoxylin")
+                  "max_area_px", "compactness", "flood_on", "min_hematoxylin", "merge_solidity")
 
 
 class TaskServing(tf.Module):

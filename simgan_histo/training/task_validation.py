@@ -4,7 +4,7 @@ By default the held-out set is SYNTHETIC (patches of whole tissue tiles kept out
 training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, and its name
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
 held-out images, the marker watershed runs for every (seg, det, det σ, compactness,
-flooded map, min area, min hematoxylin) combination of the config's grids, and the best
+flooded map, convex merge, min area, min hematoxylin) combination of the config's grids, and the best
 one's mean metric is that evaluation's score. The evaluation with the best score is the
 stopping point; its thresholds are exported.
 """
@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from simgan_histo.evaluation import metrics
+from simgan_histo.postprocess import convex_merge
 from simgan_histo.postprocess import watershed
 from simgan_histo.training import detection_target
 from simgan_histo.training import hv_target
@@ -122,23 +123,26 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
 
 def grid_search(maps, validation: ValidationSet, config) -> dict:
     """Mean metrics of the watershed for every (seg, det, det σ, compactness, flooded map,
-    min area, min hematoxylin).
+    merge solidity, min area, min hematoxylin).
 
-    The watershed runs once per (seg, det, σ, compactness, map) with the smallest min area
-    and no hematoxylin floor; the other two only drop instances (areas and densities are
-    fixed by then), so each of their settings filters that result.
+    The watershed runs once per (seg, det, σ, compactness, map) with no convex merge, no
+    min area and no hematoxylin floor; each merge setting then merges that result, and the
+    other two only drop instances (areas and densities are fixed by then), so each of their
+    settings filters the merged result.
 
     Returns:
       {"thresholds": {seg_threshold, det_threshold, det_sigma, min_area_px, compactness,
-       flood_on, min_hematoxylin}, "scores": mean metrics of the best, "grid": [[seg, det, σ,
-       min area, aji, dice_avg, compactness, flood_on, min hematoxylin], ...]}; "best" is by
-       `config.selection_metric` (AJI when the selection metric is the loss).
+       flood_on, min_hematoxylin, merge_solidity}, "scores": mean metrics of the best,
+       "grid": [[seg, det, σ, min area, aji, dice_avg, compactness, flood_on, min
+       hematoxylin, merge solidity], ...]}; "best" is by `config.selection_metric` (AJI when
+       the selection metric is the loss).
     """
     key = "aji" if config.selection_metric == "loss" else config.selection_metric
     areas = sorted(config.min_area_grid)
     floors = sorted(config.min_hematoxylin_grid)
-    base = watershed.Thresholds.from_task_config(config).replace(min_area_px=areas[0],
-                                                                 min_hematoxylin=0.0)
+    merges = sorted(config.merge_solidity_grid)
+    base = watershed.Thresholds.from_task_config(config).replace(
+        min_area_px=0, min_hematoxylin=0.0, merge_solidity=0.0)
     # The images' hematoxylin densities, once per search rather than once per grid point.
     densities = ([watershed.hematoxylin(image) for image in validation.images]
                  if floors != [0.0] else None)
@@ -148,26 +152,28 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
             config.compactness_grid, config.flood_on_grid):
         thresholds = base.replace(seg_threshold=seg, det_threshold=det, det_sigma=sigma,
                                   compactness=compactness, flood_on=surface)
-        scores = {pair: {} for pair in itertools.product(areas, floors)}
+        scores = {point: {} for point in itertools.product(merges, areas, floors)}
         for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
-            predicted = watershed.instances_from_maps(
+            flooded = watershed.instances_from_maps(
                 prediction["segmentation"], prediction["detection"], thresholds,
                 hv=prediction.get("hv"))
-            for area, floor in scores:
-                kept = watershed.filter_by_area(
-                    watershed.drop_pale(predicted, densities[index], floor) if floor > 0
-                    else predicted, area, thresholds.max_area_px)
-                scores[area, floor][str(index)] = metrics.image_metrics(
-                    truth.astype(np.int64), kept.astype(np.int64))
-        for (area, floor), per_image in scores.items():
+            for merge in merges:
+                predicted = convex_merge.merge_convex(flooded, merge)
+                for area, floor in itertools.product(areas, floors):
+                    kept = watershed.filter_by_area(
+                        watershed.drop_pale(predicted, densities[index], floor) if floor > 0
+                        else predicted, area, thresholds.max_area_px)
+                    scores[merge, area, floor][str(index)] = metrics.image_metrics(
+                        truth.astype(np.int64), kept.astype(np.int64))
+        for (merge, area, floor), per_image in scores.items():
             mean = metrics.summarize(per_image)["mean"]
             grid.append([seg, det, sigma, area, mean["aji"], mean["dice_avg"], compactness,
-                         surface, floor])
+                         surface, floor, merge])
             if best is None or mean[key] > best["scores"][key]:
                 best = {"thresholds": {"seg_threshold": seg, "det_threshold": det,
                                        "det_sigma": sigma, "min_area_px": area,
                                        "compactness": compactness, "flood_on": surface,
-                                       "min_hematoxylin": floor},
+                                       "min_hematoxylin": floor, "merge_solidity": merge},
                         "scores": mean}
     best["grid"] = grid
     return best

@@ -312,8 +312,24 @@ def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
     by_sigma = {row[2]: row[4] for row in result["grid"]}
     assert result["thresholds"] == {"seg_threshold": 0.5, "det_threshold": 0.07,
                                     "det_sigma": 3.0, "min_area_px": 20, "compactness": 1.0,
-                                    "flood_on": "segmentation", "min_hematoxylin": 0.0}
+                                    "flood_on": "segmentation", "min_hematoxylin": 0.0,
+                                    "merge_solidity": 0.0}
     assert by_sigma[3.0] == pytest.approx(1.0) and by_sigma[1.0] < 0.7
+
+
+def test_selection_grid_picks_the_convex_merge_that_rejoins_a_split_nucleus():
+    """The same nucleus with its peaks 16 px apart, too far for σ = 1 to join: the
+    watershed splits it, and merging touching instances whose union has solidity >= 0.9
+    rejoins it; the grid must choose that merge."""
+    truth = np.zeros((64, 64), np.uint16)
+    cv2.ellipse(truth, (32, 32), (18, 7), 0, 0, 360, 1, -1)
+    segmentation = (truth > 0).astype(np.float32)
+    detection = np.zeros((64, 64), np.float32)
+    detection[32, 24] = detection[32, 40] = 1.0
+    result = _grid_search_one(truth, segmentation, detection, merge_solidity_grid=(0.0, 0.9))
+    by_merge = {row[9]: row[4] for row in result["grid"]}
+    assert result["thresholds"]["merge_solidity"] == 0.9
+    assert by_merge[0.9] == pytest.approx(1.0) and by_merge[0.0] < 0.7
 
 
 def test_selection_grid_picks_the_compactness_that_cuts_along_the_valley():
