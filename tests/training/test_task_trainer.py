@@ -289,10 +289,10 @@ def test_mixed_bfloat16_training_uses_xla_and_float32_losses(tmp_path, patches):
 
 
 def _grid_search_one(truth, segmentation, detection, **grids):
-    """`grid_search` over one image's maps, seg 0.5 and det 0.07, the other grids given."""
+    """`grid_search` over one image's maps, seg 0.5, det 0.07 and no merge unless given."""
     from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
     task = _config(**{"seg_threshold_grid": (0.5,), "det_threshold_grid": (0.07,),
-                      "det_sigma_grid": (1.0,), **grids}).task
+                      "det_sigma_grid": (1.0,), "merge_solidity_grid": (0.0,), **grids}).task
     validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
     return task_validation.grid_search(
         [{"segmentation": segmentation, "detection": detection}], validation, task)
