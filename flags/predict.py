@@ -37,7 +37,7 @@ MAX_AREA = flags.DEFINE_integer(
 COMPACTNESS = flags.DEFINE_float(
     "compactness", None, "Watershed compactness (default: inference.json).")
 FLOOD_ON = flags.DEFINE_enum(
-    "flood_on", None, ["segmentation", "detection", "hv"],
+    "flood_on", None, ["segmentation", "detection", "hv", "distance"],
     "The map the watershed floods (default: inference.json); hv needs a model trained with "
     "the hv head.")
 
@@ -47,10 +47,15 @@ MIN_HEMATOXYLIN = flags.DEFINE_float(
 MERGE_SOLIDITY = flags.DEFINE_float(
     "merge_solidity", None, "Merge touching nuclei whose union's solidity (area ÷ convex hull "
     "area) is at least this; 0 = off (default: inference.json).")
+SEED_H = flags.DEFINE_float(
+    "seed_h", None, "> 0: seed the watershed at the h-maxima (this height, px) of the "
+    "foreground's distance transform instead of the detection map; 0 = detection seeds "
+    "(default: inference.json).")
 
 # Field names of `postprocess.watershed.Thresholds` (flags/ imports no library module).
 THRESHOLD_FLAGS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
-                   "max_area_px", "compactness", "flood_on", "min_hematoxylin", "merge_solidity")
+                   "max_area_px", "compactness", "flood_on", "min_hematoxylin", "merge_solidity",
+                   "seed_h")
 # Reused from flags/wsi.py and flags/shared.py; key flags of this module, so a script that
 # adopts this module's key flags shows them in --help.
 SHARED = ("model", "out", "mpp", "stain_norm", "tile_size", "overlap")

@@ -15,7 +15,7 @@ SCHEMA_VERSION = 1
 PRECISIONS = ("float32", "mixed_bfloat16")
 PADDINGS = ("same", "valid")
 ACTIVATIONS = ("lrelu", "relu")
-FLOOD_SURFACES = ("segmentation", "detection", "hv")  # maps the watershed can flood
+FLOOD_SURFACES = ("segmentation", "detection", "hv", "distance")  # maps the watershed can flood
 
 
 def _require(ok: bool, name: str, value, expected: str) -> None:
@@ -350,6 +350,7 @@ class TaskConfig:
     flood_on: str = "segmentation"  # the map whose valleys the watershed follows (release)
     min_hematoxylin: float = 0.0  # least mean H optical density of a nucleus; 0 = off (release)
     merge_solidity: float = 0.0  # merge touching instances this convex together; 0 = off (release)
+    seed_h: float = 0.0  # > 0: distance-transform h-maxima seeds, px (watershed.py); 0 = release
     kernel_size: int = 3  # release U-Net convs are 3×3
     real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
     # What the pipeline's task net trains on after the GAN: "buffer" (the refined patches of
@@ -399,8 +400,11 @@ class TaskConfig:
     # chosen with the thresholds; 0 = off (release). On the test sets a fixed 0.85–0.9 would
     # gain up to 0.011 Dice-avg, but chosen on synthetic patches from (0, 0.85, 0.9, 0.95)
     # it took 0.9/0.95 and changed the 5 Kumar and 4 MoNuSeg exports' means by −0.001 to
-    # +0.004 (BENCHMARKS.md), so no preset but `tiny` (to exercise it) searches it.
+    # +0.004 (BENCHMARKS.md), so no preset but `tiny` (to exercise the code) searches it.
     merge_solidity_grid: Tuple[float, ...] = (0.0,)
+    # Seeds: 0 = the detection map's (release); h > 0 = the foreground distance transform's
+    # h-maxima (`watershed.instances_from_maps`), chosen with the thresholds.
+    seed_h_grid: Tuple[float, ...] = (0.0,)
     # XLA for the train step: "auto" = on under mixed_bfloat16 only (TF 2.21's non-XLA bf16
     # conv gradients are ~20× slower than fp32 on this CPU; measured, BENCHMARKS.md).
     jit_compile: str = "auto"
@@ -442,6 +446,8 @@ class TaskConfig:
                  and all(0.0 <= v <= 1.0 for v in self.merge_solidity_grid),
                  "TaskConfig.merge_solidity_grid", self.merge_solidity_grid,
                  "a non-empty tuple of values in [0, 1]")
+        _require(len(self.seed_h_grid) > 0 and all(v >= 0 for v in self.seed_h_grid),
+                 "TaskConfig.seed_h_grid", self.seed_h_grid, "a non-empty tuple of h >= 0")
         _require(len(self.compactness_grid) > 0 and all(v >= 0 for v in self.compactness_grid),
                  "TaskConfig.compactness_grid", self.compactness_grid,
                  "a non-empty tuple of values >= 0")
@@ -459,7 +465,7 @@ class TaskConfig:
         _positive(self, "crop_size", "batch_size", "learning_rate", "train_steps",
                   "detection_dilation", "max_area_px")
         _non_negative(self, "det_sigma", "seg_sigma", "min_area_px", "compactness",
-                      "min_hematoxylin", "hv_weight", "hv_gradient_weight")
+                      "min_hematoxylin", "hv_weight", "hv_gradient_weight", "seed_h")
         _fraction(self, "validation_fraction", "roi_border_fraction", "roi_border_weight",
                   "seg_threshold", "det_threshold", "merge_solidity")
         stride = 2 ** (len(self.filters) - 1)
@@ -676,7 +682,12 @@ def cpu_small() -> Config:
                         det_sigma_grid=(1.0, 2.0, 3.0), min_area_grid=(20, 40, 60),
                         # Kumar budget 30, 3 seeds: 0.683 ± 0.008 / 0.494 ± 0.005 with the
                         # weight average against 0.676 ± 0.014 / 0.485 ± 0.017 (BENCHMARKS.md).
-                        compactness_grid=(1.0, 0.0), ema_momentum=0.99),
+                        compactness_grid=(1.0, 0.0), ema_momentum=0.99,
+                        # Distance seeds and flooding the distance map (classical): re-selected
+                        # on the held-out synthetic patches of the finished Kumar and MoNuSeg
+                        # exports (BENCHMARKS.md, "distance seeds").
+                        seed_h_grid=(0.0, 0.5, 1.0, 2.0),
+                        flood_on_grid=("segmentation", "distance")),
     )
 
 
@@ -718,7 +729,7 @@ def tiny() -> Config:
             task_final_steps=1, k_task=1, summary_every=1, checkpoint_every=1),
         task=TaskConfig(filters=(8, 16), convs_per_level=(1, 1), crop_size=64, batch_size=2,
                         train_steps=2,  # U-Net 8-16: 5.3 kFLOP/px forward, 4.3 k params
-                        merge_solidity_grid=(0.0, 0.9)),
+                        merge_solidity_grid=(0.0, 0.9), seed_h_grid=(0.0, 1.0)),
         wsi=WsiConfig(tile_size_px=256, overlap_px=48),
     )
 

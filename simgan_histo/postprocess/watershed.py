@@ -4,6 +4,9 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
 
 1. Seeds: Gaussian(σ = det_sigma) of the detection map > det_threshold, connected components
    (8-connected); each component's seed is its bounding-box centre (as in the release).
+   With `seed_h` > 0, "distance seeds" instead: the same centres of the h-maxima (height
+   `seed_h` px) of the foreground's distance transform (Gaussian σ 1), the classical rule,
+   which ignores the detection map: one seed per convex blob, however weak its detection.
 2. Foreground: Gaussian(σ = seg_sigma) of the segmentation map > seg_threshold.
 3. Seed recall: every foreground component that holds no seed (and is smaller than
    max_area_px) gets one at its segmentation maximum, so no nucleus is lost for want of a
@@ -13,6 +16,7 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
    a time (`flood`): a component holding one marker is that marker's, the others are
    flooded on their bounding-box crop. With `flood_on="detection"` the smoothed detection
    map is flooded instead (for a net whose detection head learned the inner distance);
+   with "distance", the foreground's smoothed distance transform (classical);
    with "hv", the smoothed segmentation map × (1 − the hv maps' boundary energy), so
    touching nuclei are cut where the hv maps fall (`training/hv_target.py`).
 5. Holes inside one instance are filled; with `merge_solidity`, touching instances whose
@@ -31,6 +35,7 @@ from typing import Optional
 import cv2
 import numpy as np
 from scipy import ndimage
+from skimage import morphology as sk_morphology
 from skimage import segmentation as sk_segmentation
 
 from simgan_histo import stain
@@ -55,13 +60,15 @@ class Thresholds:
     flood_on: str = "segmentation"  # the map whose valleys split touching nuclei (release)
     min_hematoxylin: float = 0.0  # least mean H optical density of an instance; 0 = off
     merge_solidity: float = 0.0  # merge touching instances with a union this convex; 0 = off
+    seed_h: float = 0.0  # > 0: seeds at distance-transform h-maxima of this height, px
 
     def __post_init__(self):
         for name in ("seg_threshold", "det_threshold", "merge_solidity"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"Thresholds.{name}={value!r}: expected in [0, 1]")
-        for name in ("det_sigma", "seg_sigma", "min_area_px", "compactness", "min_hematoxylin"):
+        for name in ("det_sigma", "seg_sigma", "min_area_px", "compactness", "min_hematoxylin",
+                     "seed_h"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"Thresholds.{name}={value!r}: expected >= 0")
@@ -147,6 +154,31 @@ def _component_bbox_centres(components: np.ndarray, count: int) -> np.ndarray:
 def _seed_points(detection: np.ndarray, threshold: float) -> np.ndarray:
     """(K, 2) seeds: bounding-box centres of the detection components above `threshold`."""
     components, count = _components(detection > threshold, 8)
+    return _component_bbox_centres(components, count)
+
+
+def distance_map(foreground: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each foreground pixel to the background, Gaussian σ 1 (float32).
+    Capped at the image's longer side: with no background pixel OpenCV returns FLT_MAX."""
+    distance = cv2.distanceTransform(foreground.view(np.uint8), cv2.DIST_L2, 5)
+    return gaussian(np.minimum(distance, np.float32(max(foreground.shape))), 1.0)
+
+
+def h_maxima(image: np.ndarray, height: float) -> np.ndarray:
+    """Boolean regional maxima of the h-maximum transform: reconstruct image − h under the
+    image by dilation, then keep its plateaus that cannot be reached from higher ground.
+    Two peaks whose saddle lies less than h below them give one region. (skimage's
+    `h_maxima` keeps both of two *equal* peaks whatever h, e.g. two touching equal discs.)"""
+    image = np.asarray(image, np.float64)
+    raised = sk_morphology.reconstruction(image - height, image, method="dilation")
+    step = 0.01 * height
+    lowered = sk_morphology.reconstruction(raised - step, raised, method="dilation")
+    return raised - lowered > 0.5 * step
+
+
+def _distance_seeds(distance: np.ndarray, foreground: np.ndarray, height: float) -> np.ndarray:
+    """(K, 2) seeds: bounding-box centres of the distance map's h-maxima on the foreground."""
+    components, count = _components(h_maxima(distance, height) & foreground, 8)
     return _component_bbox_centres(components, count)
 
 
@@ -318,7 +350,10 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
     seg = _smooth(segmentation, thresholds.seg_sigma)
     det = _smooth(detection, thresholds.det_sigma)
     foreground = seg > thresholds.seg_threshold
-    seeds = _seed_points(det, thresholds.det_threshold)
+    distance = (distance_map(foreground)
+                if thresholds.seed_h > 0 or thresholds.flood_on == "distance" else None)
+    seeds = (_distance_seeds(distance, foreground, thresholds.seed_h) if thresholds.seed_h > 0
+             else _seed_points(det, thresholds.det_threshold))
     seeds = seeds[foreground[seeds[:, 0], seeds[:, 1]]]  # a seed off the mask floods nothing
     seeds = np.concatenate(
         [seeds, _recalled_seeds(seg, foreground, seeds, thresholds.max_area_px)])
@@ -330,7 +365,8 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
                              f"{None if hv is None else np.shape(hv)}")
         surface = seg * (1.0 - hv_target.boundary_energy(hv))
     else:
-        surface = seg if thresholds.flood_on == "segmentation" else det
+        surface = {"segmentation": seg, "detection": det,
+                   "distance": distance}[thresholds.flood_on]
     labels = flood(surface, foreground, markers, thresholds.compactness)
     labels = fill_instance_holes(labels.astype(np.uint32))
     labels = convex_merge.merge_convex(labels, thresholds.merge_solidity)

@@ -16,7 +16,7 @@ the marker watershed (`simgan_histo.postprocess`), with the thresholds stored in
 `inference.json` keys: `format_version`, `mpp`, `stride`, `stain_norm` {`method`,
 `lab_mean`, `lab_std`}, `thresholds` {`seg_threshold`, `det_threshold`, `seg_sigma`,
 `det_sigma`, `min_area_px`, `max_area_px`, `compactness`, `flood_on`, `min_hematoxylin`,
-`merge_solidity`},
+`merge_solidity`, `seed_h`},
 `precision`, `architecture`,
 `config_hash`, `git_commit`, `preset`, `selection` (how the stopping point and thresholds
 were chosen: validation name, metric, step, score).
@@ -38,7 +38,8 @@ FORMAT_VERSION = 1
 INFERENCE_JSON = "inference.json"
 KERAS_FILE = "task_net.keras"
 WATERSHED_KEYS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
-                  "max_area_px", "compactness", "flood_on", "min_hematoxylin", "merge_solidity")
+                  "max_area_px", "compactness", "flood_on", "min_hematoxylin", "merge_solidity",
+                  "seed_h")
 
 
 class TaskServing(tf.Module):

@@ -91,13 +91,14 @@ class TaskTrainer:
                                                 name="best_min_hematoxylin")
         self.best_merge_solidity = tf.Variable(self.task.merge_solidity, dtype=tf.float64,
                                                name="best_merge_solidity")
+        self.best_seed_h = tf.Variable(self.task.seed_h, dtype=tf.float64, name="best_seed_h")
         self.checkpoint = tf.train.Checkpoint(
             step=self.step, task_net=self.model, task_optimizer=self.optimizer,
             best_score=self.best_score, best_step=self.best_step,
             best_thresholds=self.best_thresholds, best_det_sigma=self.best_det_sigma,
             best_min_area=self.best_min_area, best_compactness=self.best_compactness,
             best_flood_on=self.best_flood_on, best_min_hematoxylin=self.best_min_hematoxylin,
-            best_merge_solidity=self.best_merge_solidity)
+            best_merge_solidity=self.best_merge_solidity, best_seed_h=self.best_seed_h)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.workdir / "checkpoints",
                                                   max_to_keep=2)
         self.best_checkpoint = tf.train.Checkpoint(task_net=self.model)
@@ -190,6 +191,7 @@ class TaskTrainer:
             self.best_flood_on.assign(FLOOD_SURFACES.index(result["thresholds"]["flood_on"]))
             self.best_min_hematoxylin.assign(result["thresholds"]["min_hematoxylin"])
             self.best_merge_solidity.assign(result["thresholds"]["merge_solidity"])
+            self.best_seed_h.assign(result["thresholds"]["seed_h"])
             self.best_manager.save(checkpoint_number=step)
         record = {"step": step, "loss": result["loss"], "score": result["score"],
                   **result["thresholds"], **{k: result["scores"][k] for k in
@@ -198,7 +200,7 @@ class TaskTrainer:
         with self.writer.as_default(step=step):
             for key in ("loss", "score", "aji", "dice_avg", "seg_threshold", "det_threshold",
                         "det_sigma", "min_area_px", "compactness", "min_hematoxylin",
-                        "merge_solidity"):
+                        "merge_solidity", "seed_h"):
                 tf.summary.scalar(f"validation/{key}", record[key])
         logging.info("step %d validation %s: %s", step, self.validation.name,
                      {k: v if isinstance(v, str) else round(v, 4)
@@ -257,7 +259,8 @@ class TaskTrainer:
                                "compactness": float(self.best_compactness.numpy()),
                                "flood_on": FLOOD_SURFACES[int(self.best_flood_on.numpy())],
                                "min_hematoxylin": float(self.best_min_hematoxylin.numpy()),
-                               "merge_solidity": float(self.best_merge_solidity.numpy())}}
+                               "merge_solidity": float(self.best_merge_solidity.numpy()),
+                               "seed_h": float(self.best_seed_h.numpy())}}
 
 
 def _patch_file_mpp(patches, default: float) -> float:

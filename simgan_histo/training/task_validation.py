@@ -3,9 +3,9 @@
 By default the held-out set is SYNTHETIC (patches of whole tissue tiles kept out of
 training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, and its name
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
-held-out images, the marker watershed runs for every (seg, det, det σ, compactness,
-flooded map, convex merge, min area, min hematoxylin) combination of the config's grids, and the best
-one's mean metric is that evaluation's score. The evaluation with the best score is the
+held-out images, the marker watershed runs for every (seg, det, det σ, compactness, seed h,
+flooded map, convex merge, min area, min hematoxylin) combination of the config's grids, and
+the best one's mean metric is that evaluation's score. The evaluation with the best score is the
 stopping point; its thresholds are exported.
 """
 
@@ -123,19 +123,21 @@ def validation_loss(maps: List[Dict[str, np.ndarray]], validation: ValidationSet
 
 def grid_search(maps, validation: ValidationSet, config) -> dict:
     """Mean metrics of the watershed for every (seg, det, det σ, compactness, flooded map,
-    merge solidity, min area, min hematoxylin).
+    seed h, merge solidity, min area, min hematoxylin).
 
-    The watershed runs once per (seg, det, σ, compactness, map) with no convex merge, no
+    Distance seeds (seed h > 0) do not read the detection map, so unless it is flooded they
+    run for the first (det, σ) only. The watershed runs once per (seg, det, σ, compactness,
+    map, seed h) with no convex merge, no
     min area and no hematoxylin floor; each merge setting then merges that result, and the
     other two only drop instances (areas and densities are fixed by then), so each of their
     settings filters the merged result.
 
     Returns:
       {"thresholds": {seg_threshold, det_threshold, det_sigma, min_area_px, compactness,
-       flood_on, min_hematoxylin, merge_solidity}, "scores": mean metrics of the best,
-       "grid": [[seg, det, σ, min area, aji, dice_avg, compactness, flood_on, min
-       hematoxylin, merge solidity], ...]}; "best" is by `config.selection_metric` (AJI when
-       the selection metric is the loss).
+       flood_on, min_hematoxylin, merge_solidity, seed_h}, "scores": mean metrics of the
+       best, "grid": [[seg, det, σ, min area, aji, dice_avg, compactness, flood_on, min
+       hematoxylin, merge solidity, seed h], ...]}; "best" is by `config.selection_metric`
+       (AJI when the selection metric is the loss).
     """
     key = "aji" if config.selection_metric == "loss" else config.selection_metric
     areas = sorted(config.min_area_grid)
@@ -147,11 +149,14 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
     densities = ([watershed.hematoxylin(image) for image in validation.images]
                  if floors != [0.0] else None)
     best, grid = None, []
-    for seg, det, sigma, compactness, surface in itertools.product(
+    first = (config.det_threshold_grid[0], config.det_sigma_grid[0])
+    for seg, det, sigma, compactness, surface, seed_h in itertools.product(
             config.seg_threshold_grid, config.det_threshold_grid, config.det_sigma_grid,
-            config.compactness_grid, config.flood_on_grid):
+            config.compactness_grid, config.flood_on_grid, config.seed_h_grid):
+        if seed_h > 0 and surface != "detection" and (det, sigma) != first:
+            continue  # the same instances as at the first (det, σ)
         thresholds = base.replace(seg_threshold=seg, det_threshold=det, det_sigma=sigma,
-                                  compactness=compactness, flood_on=surface)
+                                  compactness=compactness, flood_on=surface, seed_h=seed_h)
         scores = {point: {} for point in itertools.product(merges, areas, floors)}
         for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
             flooded = watershed.instances_from_maps(
@@ -168,12 +173,13 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
         for (merge, area, floor), per_image in scores.items():
             mean = metrics.summarize(per_image)["mean"]
             grid.append([seg, det, sigma, area, mean["aji"], mean["dice_avg"], compactness,
-                         surface, floor, merge])
+                         surface, floor, merge, seed_h])
             if best is None or mean[key] > best["scores"][key]:
                 best = {"thresholds": {"seg_threshold": seg, "det_threshold": det,
                                        "det_sigma": sigma, "min_area_px": area,
                                        "compactness": compactness, "flood_on": surface,
-                                       "min_hematoxylin": floor, "merge_solidity": merge},
+                                       "min_hematoxylin": floor, "merge_solidity": merge,
+                                       "seed_h": seed_h},
                         "scores": mean}
     best["grid"] = grid
     return best

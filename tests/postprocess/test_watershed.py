@@ -1,5 +1,6 @@
 """Marker watershed: touching nuclei separated, seed recall, holes, areas, settings."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -115,7 +116,43 @@ def test_thresholds_defaults_json_and_validation():
         watershed.Thresholds(min_area_px=30, max_area_px=10)
     assert release.flood_on == "segmentation"
     with pytest.raises(ValueError, match="flood_on"):
-        watershed.Thresholds(flood_on="distance")
+        watershed.Thresholds(flood_on="contour")
+    with pytest.raises(ValueError, match="seed_h"):
+        watershed.Thresholds(seed_h=-1.0)
+
+
+def test_distance_seeds_keep_an_elongated_nucleus_whole_and_split_two_discs():
+    """Distance seeds ignore the detection map. An ellipse (semi-axes 18 and 7) whose
+    detection map has two peaks 16 px apart: detection seeds cut it, its distance transform
+    has one maximum. Two discs of radius 10 with centres 16 px apart: the distance transform
+    is 10 at each centre and about 6 at the neck (√(10² − 8²)), so h 1 seeds both and h 5
+    (more than the 4-px dip) only one."""
+    ellipse = np.zeros((64, 64), np.uint8)
+    cv2.ellipse(ellipse, (32, 32), (18, 7), 0, 0, 360, 1, -1)
+    detection = np.zeros((64, 64), np.float32)
+    detection[32, 24] = detection[32, 40] = 1.0
+    release = watershed.Thresholds(seg_threshold=0.5, compactness=0.0)
+    assert watershed.instances_from_maps(ellipse.astype(np.float32), detection,
+                                         release).max() == 2
+    whole = watershed.instances_from_maps(ellipse.astype(np.float32), detection,
+                                          release.replace(seed_h=1.0))
+    assert whole.max() == 1 and ((whole > 0) == (ellipse > 0)).all()
+    discs = np.zeros((48, 64), np.int32)
+    cv2.circle(discs, (24, 24), 10, 1, -1)
+    cv2.circle(discs, (40, 24), 10, 2, -1)
+    flat = (discs > 0).astype(np.float32)
+    nothing = np.zeros_like(flat)
+    for surface in ("segmentation", "distance"):
+        two = watershed.instances_from_maps(flat, nothing, release.replace(
+            seed_h=1.0, flood_on=surface))
+        assert two.max() == 2
+        assert two[24, 24] != two[24, 40] and two[24, 24] > 0 and two[24, 40] > 0
+    one = watershed.instances_from_maps(flat, nothing, release.replace(seed_h=5.0))
+    assert one.max() == 1
+    everywhere = np.ones((16, 16), np.float32)  # no background: distances are capped, finite
+    assert np.isfinite(watershed.distance_map(everywhere > 0)).all()
+    assert watershed.instances_from_maps(everywhere, nothing[:16, :16], release.replace(
+        seed_h=1.0)).max() == 1
 
 
 def test_flooding_the_detection_map_cuts_along_its_valley():

@@ -289,10 +289,12 @@ def test_mixed_bfloat16_training_uses_xla_and_float32_losses(tmp_path, patches):
 
 
 def _grid_search_one(truth, segmentation, detection, **grids):
-    """`grid_search` over one image's maps, seg 0.5, det 0.07 and no merge unless given."""
+    """`grid_search` over one image's maps: seg 0.5, det 0.07, detection seeds and no merge
+    unless given."""
     from simgan_histo.training import task_validation  # pylint: disable=import-outside-toplevel
     task = _config(**{"seg_threshold_grid": (0.5,), "det_threshold_grid": (0.07,),
-                      "det_sigma_grid": (1.0,), "merge_solidity_grid": (0.0,), **grids}).task
+                      "det_sigma_grid": (1.0,), "merge_solidity_grid": (0.0,),
+                      "seed_h_grid": (0.0,), **grids}).task
     validation = task_validation.ValidationSet("synthetic", [None], [None], [truth])
     return task_validation.grid_search(
         [{"segmentation": segmentation, "detection": detection}], validation, task)
@@ -313,8 +315,26 @@ def test_selection_grid_picks_the_detection_smoothing_that_joins_two_peaks():
     assert result["thresholds"] == {"seg_threshold": 0.5, "det_threshold": 0.07,
                                     "det_sigma": 3.0, "min_area_px": 20, "compactness": 1.0,
                                     "flood_on": "segmentation", "min_hematoxylin": 0.0,
-                                    "merge_solidity": 0.0}
+                                    "merge_solidity": 0.0, "seed_h": 0.0}
     assert by_sigma[3.0] == pytest.approx(1.0) and by_sigma[1.0] < 0.7
+
+
+def test_selection_grid_picks_distance_seeds_that_keep_a_nucleus_whole():
+    """The same nucleus with its detection peaks 16 px apart: detection seeds split it, the
+    distance transform's single maximum does not; the grid must choose h 1."""
+    truth = np.zeros((64, 64), np.uint16)
+    cv2.ellipse(truth, (32, 32), (18, 7), 0, 0, 360, 1, -1)
+    segmentation = (truth > 0).astype(np.float32)
+    detection = np.zeros((64, 64), np.float32)
+    detection[32, 24] = detection[32, 40] = 1.0
+    result = _grid_search_one(truth, segmentation, detection, seed_h_grid=(0.0, 1.0),
+                              det_threshold_grid=(0.03, 0.07))
+    by_h = {}
+    for row in result["grid"]:
+        by_h.setdefault(row[10], []).append(row[4])
+    assert result["thresholds"]["seed_h"] == 1.0
+    assert by_h[1.0] == [pytest.approx(1.0)]  # one row: det is not read by distance seeds
+    assert len(by_h[0.0]) == 2 and max(by_h[0.0]) < 0.7
 
 
 def test_selection_grid_picks_the_convex_merge_that_rejoins_a_split_nucleus():
