@@ -42,7 +42,10 @@ def score_grid(model, images, labels, task_config, name):
         det_sigma_grid=tuple(sorted({*task_config.det_sigma_grid, chosen.det_sigma})),
         min_area_grid=tuple(sorted({*task_config.min_area_grid, chosen.min_area_px})),
         compactness_grid=tuple(sorted({*task_config.compactness_grid, chosen.compactness})),
-        flood_on_grid=tuple(sorted({*task_config.flood_on_grid, chosen.flood_on})))
+        flood_on_grid=tuple(sorted({*task_config.flood_on_grid, chosen.flood_on})),
+        merge_solidity_grid=tuple(sorted({*task_config.merge_solidity_grid,
+                                          chosen.merge_solidity})),
+        seed_h_grid=tuple(sorted({*task_config.seed_h_grid, chosen.seed_h})))
     maps = []
     for image in images:
         segmentation, detection = model.predict_maps(image)
@@ -50,8 +53,12 @@ def score_grid(model, images, labels, task_config, name):
     held = task_validation.ValidationSet(name, list(images), [None] * len(images), list(labels))
     result = task_validation.grid_search(maps, held, task_config)
     point = [chosen.seg_threshold, chosen.det_threshold, chosen.det_sigma, chosen.min_area_px]
+    # Distance seeds do not read the detection map: the grid keeps one (det, σ) for them.
+    reads_detection = chosen.seed_h == 0 or chosen.flood_on == "detection"
     selected = [row for row in result["grid"]
-                if row[:4] == point and row[6:8] == [chosen.compactness, chosen.flood_on]]
+                if (row[:4] == point if reads_detection else [row[0], row[3]] == point[::3])
+                and row[6:8] == [chosen.compactness, chosen.flood_on]
+                and row[9:11] == [chosen.merge_solidity, chosen.seed_h]]
     return {"selected": ({"aji": round(selected[0][4], 4), "dice_avg": round(selected[0][5], 4)}
                          if selected else None),
             "best": {**result["thresholds"], "aji": round(result["scores"]["aji"], 4),
