@@ -139,7 +139,7 @@ def test_config_checks_the_target():
     with pytest.raises(ValueError, match="core_fraction"):
         config_lib.TaskConfig(core_fraction=1.0)
     with pytest.raises(ValueError, match="flood_on_grid"):
-        config_lib.TaskConfig(flood_on_grid=("distance",))
+        config_lib.TaskConfig(flood_on_grid=("contour",))
     with pytest.raises(ValueError, match="flood_on"):
         config_lib.TaskConfig(flood_on="contour")
 
