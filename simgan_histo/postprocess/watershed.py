@@ -21,9 +21,9 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
    touching nuclei are cut where the hv maps fall (`training/hv_target.py`).
 5. Holes inside one instance are filled; with `merge_solidity`, touching instances whose
    union is convex are merged (`convex_merge.py`); instances outside [min_area_px,
-   max_area_px] are dropped, and with `min_hematoxylin` those whose mean hematoxylin optical density on the
-   model's input image is below it (pale false objects on stroma, `drop_pale`); ids are made
-   consecutive.
+   max_area_px] are dropped, and with `min_hematoxylin` those whose mean hematoxylin optical
+   density on the model's input image is below it (pale false objects on stroma,
+   `drop_pale`); ids are made consecutive.
 
 No step loops over nuclei in Python: per-component quantities come from scipy.ndimage's
 labelled reductions and numpy lookup tables.
