@@ -5,8 +5,8 @@ training, DESIGN §5 "zero labels"); a labeled folder is used only when asked, a
 (`labeled:<dir>`) is then recorded in the export. At each evaluation the net predicts the
 held-out images, the marker watershed runs for every (seg, det, det σ, compactness, seed h,
 flooded map, convex merge, min area, min hematoxylin) combination of the config's grids, and
-the best one's mean metric is that evaluation's score. The evaluation with the best score is the
-stopping point; its thresholds are exported.
+the best one's mean metric is that evaluation's score. The evaluation with the best score is
+the stopping point; its thresholds are exported.
 """
 
 import dataclasses
@@ -127,10 +127,9 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
 
     Distance seeds (seed h > 0) do not read the detection map, so unless it is flooded they
     run for the first (det, σ) only. The watershed runs once per (seg, det, σ, compactness,
-    map, seed h) with no convex merge, no
-    min area and no hematoxylin floor; each merge setting then merges that result, and the
-    other two only drop instances (areas and densities are fixed by then), so each of their
-    settings filters the merged result.
+    map, seed h) with no convex merge, no min area and no hematoxylin floor; each merge
+    setting then merges that result, and the other two only drop instances (areas and
+    densities are fixed by then), so each of their settings filters the merged result.
 
     Returns:
       {"thresholds": {seg_threshold, det_threshold, det_sigma, min_area_px, compactness,
