@@ -2,8 +2,9 @@
 
 The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
 
-1. Seeds: Gaussian(σ = det_sigma) of the detection map > det_threshold, connected components
-   (8-connected); each component's seed is its bounding-box centre (as in the release).
+1. Seeds (`seeds.py`): Gaussian(σ = det_sigma) of the detection map > det_threshold,
+   connected components (8-connected); each component's seed is its bounding-box centre
+   (as in the release).
    With `seed_h` > 0, "distance seeds" instead: the same centres of the h-maxima (height
    `seed_h` px) of the foreground's distance transform (Gaussian σ 1), the classical rule,
    which ignores the detection map: one seed per convex blob, however weak its detection.
@@ -32,18 +33,15 @@ labelled reductions and numpy lookup tables.
 import dataclasses
 from typing import Optional
 
-import cv2
 import numpy as np
 from scipy import ndimage
-from skimage import morphology as sk_morphology
 from skimage import segmentation as sk_segmentation
 
 from simgan_histo import stain
 from simgan_histo.config import FLOOD_SURFACES
-from simgan_histo.postprocess import convex_merge
-from simgan_histo.training import hv_target
-
-_EIGHT = np.ones((3, 3), bool)
+from simgan_histo.postprocess import convex_merge, raster
+from simgan_histo.postprocess import seeds as seed_rules
+from simgan_histo.postprocess.raster import gaussian
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,144 +100,8 @@ class Thresholds:
             self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
-    """`scipy.ndimage.gaussian_filter(image, sigma)` in float32 with OpenCV, ≈ 6× faster.
-
-    The same kernel (radius int(4σ + 0.5), normalised samples of the Gaussian) and border
-    (mirror with the edge pixel repeated: scipy "reflect" = OpenCV BORDER_REFLECT); OpenCV
-    accumulates in float32 where scipy uses float64, so values differ by ≤ 2 ulp.
-    """
-    image = np.asarray(image, np.float32)
-    if sigma <= 0:
-        return image
-    radius = int(4.0 * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * offsets ** 2 / sigma ** 2)
-    kernel = (kernel / kernel.sum()).astype(np.float32)
-    return cv2.sepFilter2D(image, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT)
-
-
 def _smooth(probability: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian(probability, sigma)
-
-
-def _components(binary: np.ndarray, connectivity: int):
-    """(int32 labels, count) of the connected components of a boolean image.
-
-    OpenCV's labelling, ≈ 2× faster than `ndimage.label` (its `WithStats` variant is not:
-    boxes come from `find_objects`); its numbering may differ from scipy's, so it is used
-    only where ids do not reach the output.
-    """
-    count, labels = cv2.connectedComponents(binary.view(np.uint8), connectivity=connectivity,
-                                            ltype=cv2.CV_32S)
-    return labels, count - 1
-
-
-def _component_bbox_centres(components: np.ndarray, count: int) -> np.ndarray:
-    """(count, 2) integer (row, col) bounding-box centres of components 1..count."""
-    if count == 0:
-        return np.zeros((0, 2), np.int64)
-    rows, cols = np.nonzero(components)
-    ids = components[rows, cols]
-    centres = []
-    for coordinate in (rows, cols):
-        low = np.full(count + 1, np.iinfo(np.int64).max)
-        high = np.full(count + 1, -1)
-        np.minimum.at(low, ids, coordinate)
-        np.maximum.at(high, ids, coordinate)
-        centres.append((low[1:] + high[1:]) // 2)
-    return np.stack(centres, axis=1)
-
-
-def _seed_points(detection: np.ndarray, threshold: float) -> np.ndarray:
-    """(K, 2) seeds: bounding-box centres of the detection components above `threshold`."""
-    components, count = _components(detection > threshold, 8)
-    return _component_bbox_centres(components, count)
-
-
-def distance_map(foreground: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each foreground pixel to the background, Gaussian σ 1 (float32).
-    Capped at the image's longer side: with no background pixel OpenCV returns FLT_MAX."""
-    distance = cv2.distanceTransform(foreground.view(np.uint8), cv2.DIST_L2, 5)
-    return gaussian(np.minimum(distance, np.float32(max(foreground.shape))), 1.0)
-
-
-def h_maxima(image: np.ndarray, height: float) -> np.ndarray:
-    """Boolean regional maxima of the h-maximum transform: reconstruct image − h under the
-    image by dilation, then keep its plateaus that cannot be reached from higher ground.
-    Two peaks whose saddle lies less than h below them give one region. (skimage's
-    `h_maxima` keeps both of two *equal* peaks whatever h, e.g. two touching equal discs.)"""
-    image = np.asarray(image, np.float64)
-    raised = sk_morphology.reconstruction(image - height, image, method="dilation")
-    step = 0.01 * height
-    lowered = sk_morphology.reconstruction(raised - step, raised, method="dilation")
-    return raised - lowered > 0.5 * step
-
-
-def _distance_seeds(distance: np.ndarray, foreground: np.ndarray, height: float) -> np.ndarray:
-    """(K, 2) seeds: bounding-box centres of the distance map's h-maxima, per 8-connected
-    foreground component.
-
-    A component whose distance map has a single local-maximum plateau (most nuclei) has one
-    h-maximum region, its pixels within `height` of its peak, found without the
-    reconstruction; only the others are reconstructed, on their own crop (2.5–3× faster than
-    `h_maxima` over a 1000² Kumar image, whose sort is mostly background). Components are
-    independent, as in `flood`.
-    """
-    components, count = _components(foreground, 8)
-    if count == 0:
-        return np.zeros((0, 2), np.int64)
-    # Per-label maxima by ufunc.at over the foreground: ndimage.maximum sorts every pixel.
-    peaks = np.zeros(count + 1, np.float32)
-    np.maximum.at(peaks, components[foreground], distance[foreground])
-    local = foreground & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
-    plateaus, plateau_count = _components(local, 8)
-    owners = np.zeros(plateau_count + 1, np.int64)
-    owners[plateaus[local]] = components[local]  # a plateau lies inside one component
-    several = np.bincount(owners[1:], minlength=count + 1) >= 2
-    several[0] = False
-    near_peak = ~several[components] & (distance >= peaks[components] - height)
-    single = _component_bbox_centres(np.where(near_peak, components, 0), count)
-    seeds = [single[~several[1:]]]
-    boxes = ndimage.find_objects(components)
-    for component in np.flatnonzero(several).tolist():
-        box = boxes[component - 1]
-        inside = components[box] == component
-        found, found_count = _components(
-            h_maxima(np.where(inside, distance[box], 0.0), height) & inside, 8)
-        seeds.append(_component_bbox_centres(found, found_count)
-                     + np.array([box[0].start, box[1].start]))
-    return np.concatenate(seeds).astype(np.int64)
-
-
-def _recalled_seeds(seg: np.ndarray, foreground: np.ndarray, seeds: np.ndarray,
-                    max_area_px: int) -> np.ndarray:
-    """Seeds at the segmentation maximum of each unseeded foreground component."""
-    components, count = _components(foreground, 8)
-    if count == 0:
-        return np.zeros((0, 2), np.int64)
-    seeded = np.zeros(count + 1, bool)
-    seeded[components[seeds[:, 0], seeds[:, 1]]] = True
-    areas = np.bincount(components.ravel(), minlength=count + 1)
-    wanted = ~seeded & (areas < max_area_px)
-    wanted[0] = False
-    pixels = np.flatnonzero(wanted[components])
-    if len(pixels) == 0:
-        return np.zeros((0, 2), np.int64)
-    owner = components.ravel()[pixels]
-    # Per component, the pixel of highest probability (first in raster order on ties).
-    order = np.lexsort((-seg.ravel()[pixels], owner))
-    first = np.ones(len(order), bool)
-    first[1:] = owner[order][1:] != owner[order][:-1]
-    return np.stack(np.unravel_index(pixels[order[first]], seg.shape), axis=1)
-
-
-def _markers(shape, seeds: np.ndarray) -> np.ndarray:
-    """Release: markers = label(dilate(seeds, 3×3)); seeds closer than 3 px merge."""
-    points = np.zeros(shape, np.uint8)
-    points[seeds[:, 0], seeds[:, 1]] = 1
-    markers, _ = ndimage.label(cv2.dilate(points, np.ones((3, 3), np.uint8)), structure=_EIGHT)
-    return markers
 
 
 def flood(seg: np.ndarray, foreground: np.ndarray, markers: np.ndarray,
@@ -256,7 +118,7 @@ def flood(seg: np.ndarray, foreground: np.ndarray, markers: np.ndarray,
     component instead of the whole tile (so a nucleus's split no longer depends on the rest
     of the tile).
     """
-    components, count = _components(foreground, 4)  # skimage's connectivity=1
+    components, count = raster.components(foreground, 4)  # skimage's connectivity=1
     pixels = np.flatnonzero(foreground.ravel() & (markers.ravel() > 0))
     base = int(markers.max()) + 1
     pairs = np.unique(components.ravel()[pixels].astype(np.int64) * base
@@ -285,7 +147,7 @@ def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
     pixel around it belongs to the same instance; gaps enclosed by several touching nuclei
     stay background, as with the release's per-nucleus `binary_fill_holes`.
     """
-    background, count = _components(labels == 0, 4)
+    background, count = raster.components(labels == 0, 4)
     if count == 0:
         return labels
     is_hole = np.ones(count + 1, bool)
@@ -380,14 +242,14 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
     seg = _smooth(segmentation, thresholds.seg_sigma)
     det = _smooth(detection, thresholds.det_sigma)
     foreground = seg > thresholds.seg_threshold
-    distance = (distance_map(foreground)
+    distance = (seed_rules.distance_map(foreground)
                 if thresholds.seed_h > 0 or thresholds.flood_on == "distance" else None)
-    seeds = (_distance_seeds(distance, foreground, thresholds.seed_h) if thresholds.seed_h > 0
-             else _seed_points(det, thresholds.det_threshold))
+    seeds = (seed_rules.distance_seeds(distance, foreground, thresholds.seed_h)
+             if thresholds.seed_h > 0 else seed_rules.detection_seeds(det, thresholds.det_threshold))
     seeds = seeds[foreground[seeds[:, 0], seeds[:, 1]]]  # a seed off the mask floods nothing
     seeds = np.concatenate(
-        [seeds, _recalled_seeds(seg, foreground, seeds, thresholds.max_area_px)])
-    markers = _markers(seg.shape, seeds)
+        [seeds, seed_rules.recalled_seeds(seg, foreground, seeds, thresholds.max_area_px)])
+    markers = seed_rules.markers(seg.shape, seeds)
     if thresholds.flood_on == "hv":
         if hv is None or np.shape(hv) != seg.shape + (2,):
             raise ValueError(f"instances_from_maps: flood_on='hv' needs (H, W, 2) hv maps of "

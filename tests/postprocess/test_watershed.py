@@ -6,7 +6,7 @@ import pytest
 
 from simgan_histo import config as config_lib
 from simgan_histo.evaluation import metrics
-from simgan_histo.postprocess import watershed
+from simgan_histo.postprocess import seeds, watershed
 
 
 def _disk(shape, centre, radius):
@@ -150,7 +150,7 @@ def test_distance_seeds_keep_an_elongated_nucleus_whole_and_split_two_discs():
     one = watershed.instances_from_maps(flat, nothing, release.replace(seed_h=5.0))
     assert one.max() == 1
     everywhere = np.ones((16, 16), np.float32)  # no background: distances are capped, finite
-    assert np.isfinite(watershed.distance_map(everywhere > 0)).all()
+    assert np.isfinite(seeds.distance_map(everywhere > 0)).all()
     assert watershed.instances_from_maps(everywhere, nothing[:16, :16], release.replace(
         seed_h=1.0)).max() == 1
 
