@@ -42,6 +42,7 @@ from simgan_histo.config import FLOOD_SURFACES
 from simgan_histo.postprocess import convex_merge, raster
 from simgan_histo.postprocess import seeds as seed_rules
 from simgan_histo.postprocess.raster import gaussian
+from simgan_histo.training import hv_target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,8 +245,10 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
     foreground = seg > thresholds.seg_threshold
     distance = (seed_rules.distance_map(foreground)
                 if thresholds.seed_h > 0 or thresholds.flood_on == "distance" else None)
-    seeds = (seed_rules.distance_seeds(distance, foreground, thresholds.seed_h)
-             if thresholds.seed_h > 0 else seed_rules.detection_seeds(det, thresholds.det_threshold))
+    if thresholds.seed_h > 0:
+        seeds = seed_rules.distance_seeds(distance, foreground, thresholds.seed_h)
+    else:
+        seeds = seed_rules.detection_seeds(det, thresholds.det_threshold)
     seeds = seeds[foreground[seeds[:, 0], seeds[:, 1]]]  # a seed off the mask floods nothing
     seeds = np.concatenate(
         [seeds, seed_rules.recalled_seeds(seg, foreground, seeds, thresholds.max_area_px)])

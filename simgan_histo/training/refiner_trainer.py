@@ -27,7 +27,6 @@ from simgan_histo.models import refiner as refiner_lib
 from simgan_histo.models import task_net as task_net_lib
 from simgan_histo.training import importance
 from simgan_histo.training import losses
-from simgan_histo.training import schedule
 from simgan_histo.training import task_loss
 
 

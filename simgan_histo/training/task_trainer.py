@@ -25,7 +25,6 @@ from absl import logging
 from tqdm import tqdm
 
 from simgan_histo import stain
-from simgan_histo.config import FLOOD_SURFACES
 from simgan_histo.evaluation import predict_lib
 from simgan_histo.models import task_net
 from simgan_histo.training import export
@@ -74,31 +73,14 @@ class TaskTrainer:
         self.step = tf.Variable(0, dtype=tf.int64, name="step")
         self.best_score = tf.Variable(-np.inf, dtype=tf.float64, name="best_score")
         self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step")
-        self.best_thresholds = tf.Variable([self.task.seg_threshold, self.task.det_threshold],
-                                           dtype=tf.float64, name="best_thresholds")
-        # The selected σ, min area, compactness, map and hematoxylin floor are checkpointed
-        # too; a checkpoint written before one of them existed does not resume (TF names the
-        # unmatched variable): rerun the stage.
-        self.best_det_sigma = tf.Variable(self.task.det_sigma, dtype=tf.float64,
-                                          name="best_det_sigma")
-        self.best_min_area = tf.Variable(self.task.min_area_px, dtype=tf.int64,
-                                         name="best_min_area")
-        self.best_compactness = tf.Variable(self.task.compactness, dtype=tf.float64,
-                                            name="best_compactness")
-        self.best_flood_on = tf.Variable(FLOOD_SURFACES.index(self.task.flood_on),
-                                         dtype=tf.int64, name="best_flood_on")
-        self.best_min_hematoxylin = tf.Variable(self.task.min_hematoxylin, dtype=tf.float64,
-                                                name="best_min_hematoxylin")
-        self.best_merge_solidity = tf.Variable(self.task.merge_solidity, dtype=tf.float64,
-                                               name="best_merge_solidity")
-        self.best_seed_h = tf.Variable(self.task.seed_h, dtype=tf.float64, name="best_seed_h")
+        # The selected watershed settings as JSON: one variable whatever settings the grid
+        # searches, so adding a setting does not break resuming; the export fills any
+        # setting missing here from the config.
+        self.best_thresholds = tf.Variable("{}", dtype=tf.string, name="best_thresholds_json")
         self.checkpoint = tf.train.Checkpoint(
             step=self.step, task_net=self.model, task_optimizer=self.optimizer,
             best_score=self.best_score, best_step=self.best_step,
-            best_thresholds=self.best_thresholds, best_det_sigma=self.best_det_sigma,
-            best_min_area=self.best_min_area, best_compactness=self.best_compactness,
-            best_flood_on=self.best_flood_on, best_min_hematoxylin=self.best_min_hematoxylin,
-            best_merge_solidity=self.best_merge_solidity, best_seed_h=self.best_seed_h)
+            best_thresholds_json=self.best_thresholds)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.workdir / "checkpoints",
                                                   max_to_keep=2)
         self.best_checkpoint = tf.train.Checkpoint(task_net=self.model)
@@ -114,7 +96,13 @@ class TaskTrainer:
         """Restores the latest checkpoint if there is one; returns the step to continue from."""
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except AssertionError as error:
+                raise RuntimeError(
+                    f"task checkpoint {latest} does not match this version's task trainer "
+                    f"(written by an older one, or for another task net): delete "
+                    f"{self.manager.directory} to rerun the stage ({error})") from error
             logging.info("resumed from %s at step %d", latest, int(self.step))
         elif self.init_weights:
             self._load_init_weights()
@@ -183,15 +171,7 @@ class TaskTrainer:
         if improved:
             self.best_score.assign(result["score"])
             self.best_step.assign(step)
-            self.best_thresholds.assign([result["thresholds"]["seg_threshold"],
-                                         result["thresholds"]["det_threshold"]])
-            self.best_det_sigma.assign(result["thresholds"]["det_sigma"])
-            self.best_min_area.assign(result["thresholds"]["min_area_px"])
-            self.best_compactness.assign(result["thresholds"]["compactness"])
-            self.best_flood_on.assign(FLOOD_SURFACES.index(result["thresholds"]["flood_on"]))
-            self.best_min_hematoxylin.assign(result["thresholds"]["min_hematoxylin"])
-            self.best_merge_solidity.assign(result["thresholds"]["merge_solidity"])
-            self.best_seed_h.assign(result["thresholds"]["seed_h"])
+            self.best_thresholds.assign(json.dumps(result["thresholds"], sort_keys=True))
             self.best_manager.save(checkpoint_number=step)
         record = {"step": step, "loss": result["loss"], "score": result["score"],
                   **result["thresholds"], **{k: result["scores"][k] for k in
@@ -250,18 +230,9 @@ class TaskTrainer:
             return {"validation": "none", "step": int(self.step), "metric": None,
                     "score": None, "thresholds": {}}
         self.best_checkpoint.restore(self.best_manager.latest_checkpoint).expect_partial()
-        seg, det = (float(v) for v in self.best_thresholds.numpy())
         return {"validation": self.validation.name, "step": int(self.best_step),
                 "metric": self.task.selection_metric, "score": float(self.best_score),
-                "thresholds": {"seg_threshold": seg, "det_threshold": det,
-                               "det_sigma": float(self.best_det_sigma.numpy()),
-                               "min_area_px": int(self.best_min_area.numpy()),
-                               "compactness": float(self.best_compactness.numpy()),
-                               "flood_on": FLOOD_SURFACES[int(self.best_flood_on.numpy())],
-                               "min_hematoxylin": float(self.best_min_hematoxylin.numpy()),
-                               "merge_solidity": float(self.best_merge_solidity.numpy()),
-                               "seed_h": float(self.best_seed_h.numpy())}}
-
+                "thresholds": json.loads(self.best_thresholds.numpy().decode())}
 
 def _patch_file_mpp(patches, default: float) -> float:
     """µm/px the patch files were synthesised at (their stored config), else `default`."""

@@ -75,6 +75,22 @@ def test_resume_is_bit_exact(tmp_path, patches, decay):
     assert curves[0] == curves[1] and [r["step"] for r in curves[0]] == list(range(1, 7))
     assert (tmp_path / "straight" / "validation.jsonl").read_text() == (
         tmp_path / "resumed" / "validation.jsonl").read_text()
+    # The selected settings come back from the checkpoint with every key the grid chose.
+    assert resumed.selection() == straight.selection()
+    assert set(resumed.selection()["thresholds"]) >= {"seg_threshold", "seed_h", "flood_on"}
+
+
+def test_a_checkpoint_without_the_selection_is_refused_with_a_clear_error(tmp_path, patches):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    config = _config()
+    old = _trainer(config, tmp_path, patches)
+    # What an older trainer wrote: the same network and step, no selected-settings variable.
+    written = tf.train.Checkpoint(step=old.step, task_net=old.model,
+                                  task_optimizer=old.optimizer, best_score=old.best_score,
+                                  best_step=old.best_step)
+    tf.train.CheckpointManager(written, tmp_path / "checkpoints", max_to_keep=1).save(0)
+    with pytest.raises(RuntimeError, match="delete .*checkpoints to rerun"):
+        _trainer(config, tmp_path, patches).restore_or_initialize()
 
 
 def _weights(model):
