@@ -53,10 +53,10 @@ def score_grid(model, images, labels, task_config, name):
     held = task_validation.ValidationSet(name, list(images), [None] * len(images), list(labels))
     result = task_validation.grid_search(maps, held, task_config)
     point = [chosen.seg_threshold, chosen.det_threshold, chosen.det_sigma, chosen.min_area_px]
-    # Distance seeds do not read the detection map: the grid keeps one (det, σ) for them.
-    reads_detection = chosen.seed_h == 0 or chosen.flood_on == "detection"
+    # Settings that ignore the detection map have one (det, σ) in the grid.
     selected = [row for row in result["grid"]
-                if (row[:4] == point if reads_detection else [row[0], row[3]] == point[::3])
+                if (row[:4] == point if chosen.reads_detection
+                    else [row[0], row[3]] == point[::3])
                 and row[6:8] == [chosen.compactness, chosen.flood_on]
                 and row[9:11] == [chosen.merge_solidity, chosen.seed_h]]
     return {"selected": ({"aji": round(selected[0][4], 4), "dice_avg": round(selected[0][5], 4)}

@@ -26,8 +26,9 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
    density on the model's input image is below it (pale false objects on stroma,
    `drop_pale`); ids are made consecutive.
 
-No step loops over nuclei in Python: per-component quantities come from scipy.ndimage's
-labelled reductions and numpy lookup tables.
+No step loops over nuclei in Python, except the distance seeds' h-maxima of components with
+several local maxima (`seeds.distance_seeds`): per-component quantities come from labelled
+reductions and numpy lookup tables.
 """
 
 import dataclasses
@@ -94,6 +95,12 @@ class Thresholds:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def reads_detection(self) -> bool:
+        """Whether the detection map (and so det_threshold, det_sigma) affects the labels:
+        distance seeds ignore it unless it is the flooded map."""
+        return self.seed_h == 0 or self.flood_on == "detection"
 
     def replace(self, **overrides) -> "Thresholds":
         """A copy with the non-None `overrides` applied."""
@@ -241,7 +248,7 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
         raise ValueError(f"instances_from_maps: expected two (H, W) maps of one shape, got "
                          f"{segmentation.shape} and {detection.shape}")
     seg = _smooth(segmentation, thresholds.seg_sigma)
-    det = _smooth(detection, thresholds.det_sigma)
+    det = _smooth(detection, thresholds.det_sigma) if thresholds.reads_detection else None
     foreground = seg > thresholds.seg_threshold
     distance = (seed_rules.distance_map(foreground)
                 if thresholds.seed_h > 0 or thresholds.flood_on == "distance" else None)

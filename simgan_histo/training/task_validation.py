@@ -152,10 +152,10 @@ def grid_search(maps, validation: ValidationSet, config) -> dict:
     for seg, det, sigma, compactness, surface, seed_h in itertools.product(
             config.seg_threshold_grid, config.det_threshold_grid, config.det_sigma_grid,
             config.compactness_grid, config.flood_on_grid, config.seed_h_grid):
-        if seed_h > 0 and surface != "detection" and (det, sigma) != first:
-            continue  # the same instances as at the first (det, σ)
         thresholds = base.replace(seg_threshold=seg, det_threshold=det, det_sigma=sigma,
                                   compactness=compactness, flood_on=surface, seed_h=seed_h)
+        if not thresholds.reads_detection and (det, sigma) != first:
+            continue  # the same instances as at the first (det, σ)
         scores = {point: {} for point in itertools.product(merges, areas, floors)}
         for index, (prediction, truth) in enumerate(zip(maps, validation.labels)):
             flooded = watershed.instances_from_maps(

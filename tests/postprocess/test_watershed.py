@@ -119,6 +119,9 @@ def test_thresholds_defaults_json_and_validation():
         watershed.Thresholds(flood_on="contour")
     with pytest.raises(ValueError, match="seed_h"):
         watershed.Thresholds(seed_h=-1.0)
+    assert release.reads_detection  # detection seeds
+    assert not release.replace(seed_h=1.0).reads_detection
+    assert release.replace(seed_h=1.0, flood_on="detection").reads_detection
 
 
 def test_distance_seeds_keep_an_elongated_nucleus_whole_and_split_two_discs():
