@@ -339,6 +339,10 @@ class TaskConfig:
     hv_head: bool = False
     hv_weight: float = 1.0
     hv_gradient_weight: float = 2.0  # HoVer-Net's weight of the gradient term
+    # > 0 adds seg_dice_weight × (1 − soft Dice) of the segmentation head to each sample's
+    # loss, scaled by its roi pixel count so that 1 matches HoVer-Net's "mean CE + Dice" for
+    # its nuclear-pixel branch (our cross-entropies are sums over pixels).
+    seg_dice_weight: float = 0.0
     use_importance_weights: bool = True
     seg_threshold: float = 0.33  # release run_wsi_seg_nuclei.sh
     det_threshold: float = 0.07  # release
@@ -465,7 +469,8 @@ class TaskConfig:
         _positive(self, "crop_size", "batch_size", "learning_rate", "train_steps",
                   "detection_dilation", "max_area_px")
         _non_negative(self, "det_sigma", "seg_sigma", "min_area_px", "compactness",
-                      "min_hematoxylin", "hv_weight", "hv_gradient_weight", "seed_h")
+                      "min_hematoxylin", "hv_weight", "hv_gradient_weight", "seed_h",
+                      "seg_dice_weight")
         _fraction(self, "validation_fraction", "roi_border_fraction", "roi_border_weight",
                   "seg_threshold", "det_threshold", "merge_solidity")
         stride = 2 ** (len(self.filters) - 1)

@@ -10,6 +10,8 @@ of the patch side (release: 50 px of 400 = 0.125).
 With `TaskConfig.hv_head`, L_i gains hv_weight · (Σ roi · (ĥv − hv)² + hv_gradient_weight ·
 Σ roi · nucleus · (slope error)²), slopes by the Sobel operator of `hv_target` (HoVer-Net's
 MSE + MSGE, as sums over pixels like the cross-entropies).
+With `TaskConfig.seg_dice_weight` > 0, L_i gains seg_dice_weight · Σ roi · (1 − soft Dice of
+the segmentation head) (HoVer-Net's CE + Dice, in the same per-pixel units).
 Batch:  L = (1/B) Σ_i w_i · L_i — a mean, deliberately NOT normalised by Σ w_i (that would
 cancel the constant c of Eq. 5). Real labeled samples have w_i = 1.
 Losses are computed in float32 whatever the compute precision.
@@ -81,6 +83,17 @@ def per_sample_loss(logits, targets, roi):
             "total": detection + segmentation}
 
 
+def soft_dice_loss(logits, targets, roi, smooth: float = 1.0):
+    """(B,) 1 − soft Dice of sigmoid(logits) against {0, 1} targets, roi-weighted:
+    1 − (2 Σ roi·p·t + smooth) / (Σ roi·p + Σ roi·t + smooth). (B, H, W) inputs; the
+    smoothing keeps an empty patch's loss finite and pushes its p towards 0."""
+    probability = tf.sigmoid(tf.cast(logits, tf.float32))
+    weight = roi[None]
+    overlap = tf.reduce_sum(weight * probability * targets, axis=[1, 2])
+    total = tf.reduce_sum(weight * (probability + targets), axis=[1, 2])
+    return 1.0 - (2.0 * overlap + smooth) / (total + smooth)
+
+
 def _slopes(maps):
     """(B, H, W, 2): d(horizontal)/dcolumn and d(vertical)/drow, Sobel ÷ 8, zero-padded."""
     kernels = tf.constant(hv_target.sobel_kernels())
@@ -137,8 +150,13 @@ def weighted_task_loss(logits, mask, sample_weight, config, hv=None, hv_true=Non
     roi = roi_weight_map(height, width, config.roi_border_fraction, config.roi_border_weight)
     parts = per_sample_loss(logits, targets, roi)
     total = parts["total"]
+    if config.seg_dice_weight > 0:
+        dice = soft_dice_loss(logits[..., SEGMENTATION], targets[..., SEGMENTATION], roi)
+        total = total + config.seg_dice_weight * tf.reduce_sum(roi) * dice
     out = {"detection": tf.reduce_mean(parts["detection"]),
            "segmentation": tf.reduce_mean(parts["segmentation"])}
+    if config.seg_dice_weight > 0:
+        out["dice"] = tf.reduce_mean(dice)
     if (hv is None) != (hv_true is None):
         raise ValueError("weighted_task_loss: give both hv and hv_true, or neither")
     if hv is not None:

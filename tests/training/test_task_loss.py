@@ -101,3 +101,35 @@ def test_bfloat16_logits_give_a_float32_loss():
     expected = 32 * math.log1p(math.exp(0.5))
     assert parts["total"].dtype == tf.float32
     assert float(parts["total"][0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_dice_loss_by_hand():
+    # roi: the 2×2 centre at weight 1, the 12 border pixels at 0.01 (Σ roi = 4.12); the
+    # target is the centre. p = 0.5 everywhere: overlap 2, Σ roi·(p + t) = 2.06 + 4.
+    roi = task_loss.roi_weight_map(4, 4, 0.25, 0.01)
+    target = task_loss.targets_from_mask(tf.constant(_mask_4x4()))[..., 1]
+    half = task_loss.soft_dice_loss(tf.zeros((1, 4, 4)), target, roi)
+    assert float(half[0]) == pytest.approx(1.0 - 5.0 / 7.06, rel=1e-6)
+    sure = task_loss.soft_dice_loss(tf.where(target > 0, 30.0, -30.0), target, roi)
+    assert float(sure[0]) == pytest.approx(0.0, abs=1e-6)
+    # An empty patch predicted empty costs nothing; predicted full, nearly everything.
+    empty = tf.zeros((1, 4, 4))
+    assert float(task_loss.soft_dice_loss(tf.fill((1, 4, 4), -30.0), empty, roi)[0]) == \
+        pytest.approx(0.0, abs=1e-6)
+    assert float(task_loss.soft_dice_loss(tf.fill((1, 4, 4), 30.0), empty, roi)[0]) == \
+        pytest.approx(1.0 - 1.0 / 5.12, rel=1e-6)
+
+
+def test_seg_dice_weight_adds_the_roi_scaled_dice_term_per_sample():
+    config = config_lib.TaskConfig(filters=(8, 16), convs_per_level=(1, 1), crop_size=4,
+                                   roi_border_fraction=0.25, roi_border_weight=0.01,
+                                   seg_dice_weight=2.0)
+    mask = tf.constant(np.repeat(_mask_4x4(), 2, 0))
+    out = task_loss.weighted_task_loss(tf.zeros((2, 4, 4, 2)), mask, tf.constant([1.0, 3.0]),
+                                       config)
+    per_sample = 2 * 4.12 * LOG2 + 2.0 * 4.12 * (1.0 - 5.0 / 7.06)
+    assert float(out["loss"]) == pytest.approx((1.0 + 3.0) * per_sample / 2, rel=1e-6)
+    assert float(out["dice"]) == pytest.approx(1.0 - 5.0 / 7.06, rel=1e-6)
+    assert "dice" not in task_loss.weighted_task_loss(
+        tf.zeros((2, 4, 4, 2)), mask, tf.constant([1.0, 3.0]),
+        config_lib.TaskConfig(filters=(8, 16), convs_per_level=(1, 1), crop_size=4))
