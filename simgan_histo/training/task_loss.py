@@ -141,7 +141,8 @@ def weighted_task_loss(logits, mask, sample_weight, config, hv=None, hv_true=Non
 
     Returns:
       dict of float32 scalars: `loss` (weighted mean), and the unweighted batch means
-      `detection`, `segmentation` and, with hv maps, `hv`.
+      `detection`, `segmentation`, with hv maps `hv`, and with `seg_dice_weight` the mean
+      soft-Dice loss `dice`.
     """
     targets = targets_from_mask(mask, config.detection_dilation, config.detection_target)
     height, width = mask.shape[1], mask.shape[2]
@@ -150,12 +151,11 @@ def weighted_task_loss(logits, mask, sample_weight, config, hv=None, hv_true=Non
     roi = roi_weight_map(height, width, config.roi_border_fraction, config.roi_border_weight)
     parts = per_sample_loss(logits, targets, roi)
     total = parts["total"]
-    if config.seg_dice_weight > 0:
-        dice = soft_dice_loss(logits[..., SEGMENTATION], targets[..., SEGMENTATION], roi)
-        total = total + config.seg_dice_weight * tf.reduce_sum(roi) * dice
     out = {"detection": tf.reduce_mean(parts["detection"]),
            "segmentation": tf.reduce_mean(parts["segmentation"])}
     if config.seg_dice_weight > 0:
+        dice = soft_dice_loss(logits[..., SEGMENTATION], targets[..., SEGMENTATION], roi)
+        total = total + config.seg_dice_weight * tf.reduce_sum(roi) * dice
         out["dice"] = tf.reduce_mean(dice)
     if (hv is None) != (hv_true is None):
         raise ValueError("weighted_task_loss: give both hv and hv_true, or neither")
