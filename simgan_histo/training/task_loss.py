@@ -128,7 +128,8 @@ def weighted_batch_loss(per_sample, sample_weight):
 
 
 def weighted_task_loss(logits, mask, sample_weight, config, hv=None, hv_true=None):
-    """The whole task loss from logits and bit masks (for the trainer and L_hard).
+    """The whole task loss from logits and bit masks (the task trainer and its validation
+    loss; the GAN's L_hard and task steps use `per_sample_loss`, so no Dice term).
 
     Args:
       logits: (B, H, W, 2) task-net logits.
