@@ -133,3 +133,8 @@ def test_seg_dice_weight_adds_the_roi_scaled_dice_term_per_sample():
     assert "dice" not in task_loss.weighted_task_loss(
         tf.zeros((2, 4, 4, 2)), mask, tf.constant([1.0, 3.0]),
         config_lib.TaskConfig(filters=(8, 16), convs_per_level=(1, 1), crop_size=4))
+
+
+def test_a_negative_seg_dice_weight_is_refused():
+    with pytest.raises(ValueError, match="seg_dice_weight"):
+        config_lib.TaskConfig(seg_dice_weight=-1.0)
