@@ -51,11 +51,16 @@ SEED_H = flags.DEFINE_float(
     "seed_h", None, "> 0: seed the watershed at the h-maxima (this height, px) of the "
     "foreground's distance transform instead of the detection map; 0 = detection seeds "
     "(default: inference.json).")
+DISTANCE_FILL_HOLES = flags.DEFINE_bool(
+    "distance_fill_holes", None, "Take the distance transform (of distance seeds and the "
+    "distance flood) of the foreground with its holes filled, so a nucleus with a pale "
+    "interior is not split around it; may merge nuclei whose neck holds a hole "
+    "(default: inference.json).")
 
 # Field names of `postprocess.watershed.Thresholds` (flags/ imports no library module).
 THRESHOLD_FLAGS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
                    "max_area_px", "compactness", "flood_on", "min_hematoxylin", "merge_solidity",
-                   "seed_h")
+                   "seed_h", "distance_fill_holes")
 # Reused from flags/wsi.py and flags/shared.py; key flags of this module, so a script that
 # adopts this module's key flags shows them in --help.
 SHARED = ("model", "out", "mpp", "stain_norm", "tile_size", "overlap")

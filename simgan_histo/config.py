@@ -357,6 +357,10 @@ class TaskConfig:
     min_hematoxylin: float = 0.0  # least mean H optical density of a nucleus; 0 = off (release)
     merge_solidity: float = 0.0  # merge touching instances this convex together; 0 = off (release)
     seed_h: float = 0.0  # > 0: distance-transform h-maxima seeds, px (watershed.py); 0 = release
+    # The distance transform of distance seeds ignores the foreground's holes (watershed.py).
+    # Kumar budget 30, seeds 0 and 1 re-scored: test +0.006 / +0.004 Dice-avg, but their
+    # held-out synthetic patches lose AJI (seed 1 −0.01; BENCHMARKS.md), so no preset uses it.
+    distance_fill_holes: bool = False
     kernel_size: int = 3  # release U-Net convs are 3×3
     real_batch_fraction: float = 0.5  # share of a batch from real labels when mixed (release 22/32)
     # What the pipeline's task net trains on after the GAN: "buffer" (the refined patches of

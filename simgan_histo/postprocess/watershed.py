@@ -20,6 +20,11 @@ The release's `seg_with_watershed.py` (released-code-notes §1(d)), vectorised:
    with "distance", the foreground's smoothed distance transform (classical);
    with "hv", the smoothed segmentation map × (1 − the hv maps' boundary energy), so
    touching nuclei are cut where the hv maps fall (`training/hv_target.py`).
+   With `distance_fill_holes`, the distance transform (of distance seeds and the
+   "distance" flood) is taken of the foreground with its holes filled, as the classical
+   rule fills them: a vesicular nucleus's pale interior dips below the threshold, and its
+   holes would give the transform several maxima, so distance seeds would split it. The
+   mask keeps its holes, so a gap enclosed by several nuclei stays background.
 5. Holes inside one instance are filled; with `merge_solidity`, touching instances whose
    union is convex are merged (`convex_merge.py`); instances outside [min_area_px,
    max_area_px] are dropped, and with `min_hematoxylin` those whose mean hematoxylin optical
@@ -61,6 +66,7 @@ class Thresholds:
     min_hematoxylin: float = 0.0  # least mean H optical density of an instance; 0 = off
     merge_solidity: float = 0.0  # merge touching instances with a union this convex; 0 = off
     seed_h: float = 0.0  # > 0: seeds at distance-transform h-maxima of this height, px
+    distance_fill_holes: bool = False  # distance transform of the hole-filled foreground
 
     def __post_init__(self):
         for name in ("seg_threshold", "det_threshold", "merge_solidity"):
@@ -250,8 +256,10 @@ def instances_from_maps(segmentation: np.ndarray, detection: np.ndarray,
     seg = _smooth(segmentation, thresholds.seg_sigma)
     det = _smooth(detection, thresholds.det_sigma) if thresholds.reads_detection else None
     foreground = seg > thresholds.seg_threshold
-    distance = (seed_rules.distance_map(foreground)
-                if thresholds.seed_h > 0 or thresholds.flood_on == "distance" else None)
+    distance = None
+    if thresholds.seed_h > 0 or thresholds.flood_on == "distance":
+        distance = seed_rules.distance_map(ndimage.binary_fill_holes(foreground)
+                                           if thresholds.distance_fill_holes else foreground)
     if thresholds.seed_h > 0:
         seeds = seed_rules.distance_seeds(distance, foreground, thresholds.seed_h)
     else:

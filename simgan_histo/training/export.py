@@ -16,7 +16,7 @@ the marker watershed (`simgan_histo.postprocess`), with the thresholds stored in
 `inference.json` keys: `format_version`, `mpp`, `stride`, `stain_norm` {`method`,
 `lab_mean`, `lab_std`}, `thresholds` {`seg_threshold`, `det_threshold`, `seg_sigma`,
 `det_sigma`, `min_area_px`, `max_area_px`, `compactness`, `flood_on`, `min_hematoxylin`,
-`merge_solidity`, `seed_h`},
+`merge_solidity`, `seed_h`, `distance_fill_holes`},
 `precision`, `architecture`,
 `config_hash`, `git_commit`, `preset`, `selection` (how the stopping point and thresholds
 were chosen: validation name, metric, step, score).
@@ -39,7 +39,7 @@ INFERENCE_JSON = "inference.json"
 KERAS_FILE = "task_net.keras"
 WATERSHED_KEYS = ("seg_threshold", "det_threshold", "seg_sigma", "det_sigma", "min_area_px",
                   "max_area_px", "compactness", "flood_on", "min_hematoxylin", "merge_solidity",
-                  "seed_h")
+                  "seed_h", "distance_fill_holes")
 
 
 class TaskServing(tf.Module):
@@ -59,8 +59,9 @@ class TaskServing(tf.Module):
 
 
 def _number(value):
-    """JSON number: integers stay integers (areas in px), the rest float; names stay text."""
-    if isinstance(value, str):
+    """JSON value: integers stay integers (areas in px), the rest float; names and switches
+    stay text and booleans."""
+    if isinstance(value, (str, bool)):
         return value
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else float(value)
 

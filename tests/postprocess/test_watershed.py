@@ -122,6 +122,7 @@ def test_thresholds_defaults_json_and_validation():
     assert release.reads_detection  # detection seeds
     assert not release.replace(seed_h=1.0).reads_detection
     assert release.replace(seed_h=1.0, flood_on="detection").reads_detection
+    assert not release.distance_fill_holes  # the release fills holes per instance only
 
 
 def test_distance_seeds_keep_an_elongated_nucleus_whole_and_split_two_discs():
@@ -156,6 +157,37 @@ def test_distance_seeds_keep_an_elongated_nucleus_whole_and_split_two_discs():
     assert np.isfinite(seeds.distance_map(everywhere > 0)).all()
     assert watershed.instances_from_maps(everywhere, nothing[:16, :16], release.replace(
         seed_h=1.0)).max() == 1
+
+
+def test_distance_fill_holes_keeps_a_holed_nucleus_whole_and_can_merge_at_a_holed_neck():
+    """An ellipse (semi-axes 20 and 9) with a hole of radius 3 at its centre, as a pale
+    vesicular interior leaves in the foreground: its distance transform peaks on the major
+    axis either side of the hole (≈ 7.5 at 11 px out) and dips to ≈ 3 around it, so h 1
+    seeds it twice. With the hole filled the transform has one maximum, and the instance is
+    the whole ellipse. The cost: two discs of radius 10, centres 16 px apart, with a hole of
+    radius 2 in their neck, as where two nuclei touch. Around the hole the transform dips
+    to ≈ 2 below the discs' 10, so h 5 seeds both; filled, the neck is ≈ 6 deep, a dip of 4,
+    and h 5 seeds one: the two are merged."""
+    ellipse = np.zeros((48, 64), np.uint8)
+    cv2.ellipse(ellipse, (32, 24), (20, 9), 0, 0, 360, 1, -1)
+    holed = ellipse.astype(bool) & ~_disk(ellipse.shape, (24, 32), 3)
+    nothing = np.zeros(ellipse.shape, np.float32)
+    settings = watershed.Thresholds(seg_threshold=0.5, compactness=0.0, seed_h=1.0,
+                                    flood_on="distance")
+    assert watershed.instances_from_maps(holed.astype(np.float32), nothing,
+                                         settings).max() == 2
+    whole = watershed.instances_from_maps(holed.astype(np.float32), nothing,
+                                          settings.replace(distance_fill_holes=True))
+    assert whole.max() == 1 and ((whole > 0) == (ellipse > 0)).all()
+
+    neck = (_disk(ellipse.shape, (24, 24), 10) | _disk(ellipse.shape, (24, 40), 10)) & ~_disk(
+        ellipse.shape, (24, 32), 2)
+    deep = settings.replace(seed_h=5.0)
+    apart = watershed.instances_from_maps(neck.astype(np.float32), nothing, deep)
+    merged = watershed.instances_from_maps(neck.astype(np.float32), nothing,
+                                           deep.replace(distance_fill_holes=True))
+    assert apart.max() == 2 and apart[24, 24] != apart[24, 40]
+    assert merged.max() == 1 and merged[24, 24] == merged[24, 40] == 1
 
 
 def test_flooding_the_detection_map_cuts_along_its_valley():

@@ -73,6 +73,7 @@ def test_inference_json_written_and_read(exported):
     assert settings["thresholds"]["det_threshold"] == 0.15
     assert settings["thresholds"]["min_area_px"] == exported["config"].task.min_area_px
     assert isinstance(settings["thresholds"]["min_area_px"], int)
+    assert settings["thresholds"]["distance_fill_holes"] is False  # a JSON boolean
     assert settings["precision"] == "float32"
     assert settings["config_hash"] == exported["config"].hash()
     assert settings["selection"] == {"validation": "synthetic", "step": 7}
