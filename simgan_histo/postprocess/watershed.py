@@ -78,6 +78,9 @@ class Thresholds:
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"Thresholds.{name}={value!r}: expected >= 0")
+        if not isinstance(self.distance_fill_holes, (bool, np.bool_)):
+            raise ValueError(f"Thresholds.distance_fill_holes={self.distance_fill_holes!r}: "
+                             f"expected true or false")
         if self.flood_on not in FLOOD_SURFACES:
             raise ValueError(f"Thresholds.flood_on={self.flood_on!r}: expected one of "
                              f"{FLOOD_SURFACES}")

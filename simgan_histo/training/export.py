@@ -63,7 +63,7 @@ def _number(value):
     stay text and booleans."""
     if isinstance(value, (str, bool)):
         return value
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else float(value)
+    return int(value) if isinstance(value, int) else float(value)
 
 
 def git_commit(repo: Optional[pathlib.Path] = None) -> str:

@@ -123,6 +123,8 @@ def test_thresholds_defaults_json_and_validation():
     assert not release.replace(seed_h=1.0).reads_detection
     assert release.replace(seed_h=1.0, flood_on="detection").reads_detection
     assert not release.distance_fill_holes  # the release fills holes per instance only
+    with pytest.raises(ValueError, match="distance_fill_holes"):
+        watershed.Thresholds.from_json({"distance_fill_holes": "yes"})
 
 
 def test_distance_seeds_keep_an_elongated_nucleus_whole_and_split_two_discs():
