@@ -28,17 +28,17 @@ def main(argv):
     from simgan_histo.training import refiner_run  # pylint: disable=import-outside-toplevel
     from simgan_histo.training import refiner_trainer  # pylint: disable=import-outside-toplevel
 
-    tissue = refiner_flags.REF_DIR.value or str(sample_data.sample_slide_path())
-    source = synthesis.TissueSource.from_paths(tissue, config.synthesis,
-                                               mpp=refiner_flags.MPP.value,
-                                               max_tiles=refiner_flags.MAX_TILES.value)
-    logging.info("tissue: %s", source.summary())
     minutes = refiner_flags.MAX_MINUTES.value
     try:
+        tissue = refiner_flags.REF_DIR.value or str(sample_data.sample_slide_path())
+        source = synthesis.TissueSource.from_paths(tissue, config.synthesis,
+                                                   mpp=refiner_flags.MPP.value,
+                                                   max_tiles=refiner_flags.MAX_TILES.value)
+        logging.info("tissue: %s", source.summary())
         summary = refiner_run.train_refiner(config, FLAGS.workdir, source,
                                             num_iterations=refiner_flags.ITERATIONS.value,
                                             max_seconds=60 * minutes if minutes else None)
-    except (refiner_trainer.NonFiniteLossError, ValueError) as error:
+    except (refiner_trainer.NonFiniteLossError, FileNotFoundError, ValueError) as error:
         logging.error("%s", error)  # the message says what to do; no traceback
         return 1
     print(json.dumps(summary, indent=2))
