@@ -72,6 +72,10 @@ class SynthesisConfig:
     # tiles; BENCHMARKS.md). "classical": Poisson with the mean the classical Otsu-H +
     # watershed baseline counts in the same canvas of the tile (no labels; r 0.944).
     count_source: str = "release"
+    # Where the nuclei go. "polygons": random star polygons (release, `placement.py`).
+    # "classical": the instances the classical baseline finds in the tile, as polygons
+    # (`synthesis/layout.py`): real positions, sizes, shapes and touching, no labels.
+    layout_source: str = "polygons"
     size_bias_mean: Tuple[float, float] = (1.2, 0.125)  # N(a + b·dense, sd) (release: 1/8)
     size_bias_sd: float = 0.32  # (release)
     # "Noise type 1" star polygons per 460² (release: 100), labelled background. Off: until now
@@ -120,6 +124,7 @@ class SynthesisConfig:
         _fraction(self, "quad_inset_fraction", "max_overlap", "empty_patch_probability",
                   "min_tissue_fraction")
         _choice(self, "count_source", ("release", "classical"))
+        _choice(self, "layout_source", ("polygons", "classical"))
         _require(self.stain_scale_jitter < 1.0, "SynthesisConfig.stain_scale_jitter",
                  self.stain_scale_jitter, "< 1")
         _require(self.source_tile_px >= 2 * self.patch_size, "SynthesisConfig.source_tile_px",

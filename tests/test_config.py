@@ -55,6 +55,7 @@ def test_tuples_survive_the_round_trip():
     (config_lib.SynthesisConfig, {"max_overlap": 1.5}, "max_overlap"),
     (config_lib.SynthesisConfig, {"vertices_range": (18, 10)}, "vertices_range"),
     (config_lib.SynthesisConfig, {"count_source": "labels"}, "count_source"),
+    (config_lib.SynthesisConfig, {"layout_source": "labels"}, "layout_source"),
     (config_lib.GanTrainConfig, {"importance_clip": (2.0, 0.2)}, "importance_clip"),
     (config_lib.GanTrainConfig, {"adversarial_loss": "hinge"}, "adversarial_loss"),
     (config_lib.TaskConfig, {"crop_size": 100}, "crop_size"),

@@ -143,7 +143,8 @@ def synthesize_batch(tiles: Sequence, config, seed: int, indices: Sequence[int],
 
     Per group of GROUP patches: each patch draws its plan (tile, positions, nucleus count
     and size) from its own generator, their nuclei are placed in one vectorised pass
-    (`placement.place_nuclei`), then each patch is rendered. Patch i depends only on
+    (`placement.place_nuclei`) or taken from the tile's layout (`layout_source`), then
+    each patch is rendered. Patch i depends only on
     (tiles, config, seed, i), not on the other indices.
     """
     indices = [int(i) for i in indices]
@@ -151,9 +152,15 @@ def synthesize_batch(tiles: Sequence, config, seed: int, indices: Sequence[int],
     for start in range(0, len(indices), GROUP):
         plans = [_plan(tiles, config, seed, i) for i in indices[start:start + GROUP]]
         _lap(timer, "positions")
-        vertices = placement.place_nuclei(
-            [plan.rng for plan in plans], config, np.stack([plan.tissue for plan in plans]),
-            [plan.count for plan in plans], [plan.bias for plan in plans])
+        if config.layout_source == "classical":
+            canvas = config.patch_size + 2 * config.margin_px
+            vertices = [tiles[plan.tile_index].layout.in_canvas(
+                plan.patch[0] - config.margin_px, plan.patch[1] - config.margin_px, canvas)
+                for plan in plans]
+        else:
+            vertices = placement.place_nuclei(
+                [plan.rng for plan in plans], config, np.stack([plan.tissue for plan in plans]),
+                [plan.count for plan in plans], [plan.bias for plan in plans])
         _lap(timer, "mask_sampling")
         for row, (plan, polygons_) in enumerate(zip(plans, vertices), start):
             _render(plan, polygons_, tiles, config, out, row, timer)

@@ -6,7 +6,8 @@ into a nucleus-free background; the *sub-segmentation* (a band inside the nuclei
 RGB is the nuclear colour; the eosin texture; the tissue map (where nuclei may go); the
 density that drives the release's nucleus count; and, with `count_source="classical"`, the
 centres of the nuclei the classical baseline finds (≈ 2–5 s per 1000² tile), whose count
-per canvas sets the patch's. The release redid all of this for every patch
+per canvas sets the patch's (with `layout_source="classical"`, their outlines, which
+replace the random polygons). The release redid all of this for every patch
 (≈ 23 ms of Telea per 200² patch); here every patch is a cheap crop of these arrays.
 
 Deviations from the release, each on purpose (DESIGN §7):
@@ -37,6 +38,8 @@ from skimage import color as skcolor
 from skimage import filters
 
 from simgan_histo import stain
+from simgan_histo.synthesis import layout as layout_lib
+from simgan_histo.synthesis import polygons
 
 REASONS = ("unreadable", "unsupported", "grayscale", "too_small", "no_tissue", "too_pale")
 _LOG_FLOOR = np.log(1e-6)  # skimage.color.rgb2hed's floor and scale
@@ -85,6 +88,7 @@ class PreparedTile:
     tissue_integral: np.ndarray = None  # integral image of `tissue` at 1/TISSUE_STEP_PX
     # (K, 2) x, y centres of the classical baseline's nuclei (count_source "classical" only)
     nucleus_centres: np.ndarray = None
+    layout: layout_lib.Layout = None  # the baseline's nuclei as polygons (layout_source)
 
     @property
     def shape(self):
@@ -114,15 +118,23 @@ class PreparedTile:
 COUNT_H_UM, COUNT_SMOOTH_UM = 0.0625, 0.125
 
 
-def classical_centres(rgb: np.ndarray, mpp: float) -> np.ndarray:
-    """(K, 2) float32 x, y centroids of the nuclei the classical Otsu-H + watershed baseline
-    finds (`evaluation.baseline`, with the count's settings above; no labels): a count that
-    follows the real one, unlike the release's H-foreground area."""
-    # Imported here: only count_source "classical" needs it, and it adds ≈ 0.13 s (skimage
-    # segmentation) to every synthesis import, spawned workers included.
+def classical_labels(rgb: np.ndarray, mpp: float) -> np.ndarray:
+    """The instances the classical Otsu-H + watershed baseline finds (`evaluation.baseline`,
+    with the count's settings above; no labels)."""
+    # Imported here: only the "classical" count and layout need it, and it adds ≈ 0.13 s
+    # (skimage segmentation) to every synthesis import, spawned workers included.
     from simgan_histo.evaluation import baseline  # pylint: disable=import-outside-toplevel
     settings = baseline.ClassicalConfig(h_um=COUNT_H_UM, distance_smooth_um=COUNT_SMOOTH_UM)
-    labels = baseline.segment(rgb, mpp, settings).ravel()
+    return baseline.segment(rgb, mpp, settings)
+
+
+def classical_centres(rgb: np.ndarray, mpp: float, labels=None) -> np.ndarray:
+    """(K, 2) float32 x, y centroids of the classical baseline's nuclei (`classical_labels`,
+    or `labels` if given): a count that follows the real one, unlike the release's
+    H-foreground area."""
+    if labels is None:
+        labels = classical_labels(rgb, mpp)
+    labels = labels.ravel()
     count = int(labels.max())
     if count == 0:
         return np.zeros((0, 2), np.float32)
@@ -317,6 +329,8 @@ def prepare_tile(rgb: np.ndarray, config, name: str = "tile") -> PreparedTile:
     inpaint = super_segmentation(hematoxylin, bands.low, config)
     background = _add_grain(cv2.inpaint(rgb, inpaint, config.inpaint_radius,
                                         cv2.INPAINT_TELEA), inpaint)
+    classical = (classical_labels(rgb, config.mpp) if "classical" in
+                 (config.count_source, config.layout_source) else None)
     eosin = stains[..., 1]
     e_low, e_high = np.percentile(eosin[::2, ::2], [1, 99])
     eosin = np.clip((eosin - e_low) * (255.0 / max(e_high - e_low, 1e-6)), 0, 255)
@@ -333,5 +347,7 @@ def prepare_tile(rgb: np.ndarray, config, name: str = "tile") -> PreparedTile:
         background_lab=stain.lab_stats(rgb, inpaint == 0),
         tissue_integral=cv2.integral(np.ascontiguousarray(
             tissue[::TISSUE_STEP_PX, ::TISSUE_STEP_PX])),
-        nucleus_centres=(classical_centres(rgb, config.mpp)
-                         if config.count_source == "classical" else None))
+        nucleus_centres=(classical_centres(rgb, config.mpp, classical)
+                         if config.count_source == "classical" else None),
+        layout=(layout_lib.from_labels(classical, polygons.max_vertices(config))
+                if config.layout_source == "classical" else None))

@@ -1,0 +1,69 @@
+"""Nucleus layouts read off the tissue: outlines, per-tile polygons, patches built on them."""
+
+import cv2
+import numpy as np
+
+from simgan_histo import synthesis
+from simgan_histo.synthesis import compose
+from simgan_histo.synthesis import layout
+from simgan_histo.synthesis import tissue
+from tests.synthesis.conftest import small_config
+
+
+def _fill(polygon, shape):
+    drawn = np.zeros(shape, np.uint8)
+    cv2.fillPoly(drawn, [np.round(polygon).astype(np.int32)], 1)
+    return drawn.astype(bool)
+
+
+def test_outline_of_a_disc_draws_the_disc_back():
+    disc = np.zeros((40, 40), np.uint8)
+    cv2.circle(disc, (20, 18), 9, 1, -1)  # 253 px
+    points = layout.outline(disc, 17)
+    assert points.shape == (17, 2)
+    np.testing.assert_allclose(np.hypot(points[:, 0] - 20, points[:, 1] - 18), 9, atol=1.0)
+    drawn = _fill(points, disc.shape)
+    overlap = np.count_nonzero(drawn & (disc > 0)) / np.count_nonzero(drawn | (disc > 0))
+    assert overlap > 0.9
+
+
+def test_from_labels_one_polygon_per_instance_in_tile_coordinates():
+    labels = np.zeros((60, 80), np.int32)
+    labels[10:20, 5:25] = 1  # a 10 × 20 rectangle
+    cv2.circle(labels, (60, 40), 7, 3, -1)  # id 2 is absent: ids need not be consecutive
+    labels[55:57, 0:2] = 4  # 4 px: a speck, skipped
+    found = layout.from_labels(labels, 12)
+    assert len(found) == 2 and found.polygons.shape == (2, 12, 2)
+    np.testing.assert_allclose(found.boxes[0], [5, 10, 24, 19], atol=0.5)  # inclusive pixels
+    np.testing.assert_allclose(found.boxes[1], [53, 33, 67, 47], atol=0.5)
+    assert _fill(found.polygons[0], labels.shape)[labels == 1].all()
+
+
+def test_in_canvas_takes_the_polygons_that_reach_in_and_shifts_them():
+    square = np.float32([[0, 0], [4, 0], [4, 4], [0, 4]])
+    found = layout.Layout(np.stack([square + 10, square + 50, square + 98]),
+                          np.float32([[10, 10, 14, 14], [50, 50, 54, 54], [98, 98, 102, 102]]))
+    inside = found.in_canvas(40, 40, 60)  # [40, 100): the second and the third reach in
+    assert inside.shape == (2, 4, 2)
+    np.testing.assert_array_equal(inside[0], square + 10)
+    assert len(found.in_canvas(200, 200, 50)) == 0
+
+
+def test_classical_layout_puts_synthetic_nuclei_where_the_baseline_found_real_ones(tissue_dir):
+    config = small_config(layout_source="classical")
+    source = synthesis.TissueSource.from_paths(tissue_dir, config, mpp=0.25)
+    nuclear = [tissue.classical_labels(tile.rgb, 0.25) > 0 for tile in source.tiles]
+    assert all(len(tile.layout) > 5 for tile in source.tiles)
+    batch = synthesis.make_batch(source, 0, range(12))
+    size, checked = config.patch_size, 0
+    for index, ids in enumerate(batch["labels"]):
+        plan = compose._plan(source.tiles, config, 0, index)  # pylint: disable=protected-access
+        x, y = plan.patch
+        found = nuclear[plan.tile_index][y:y + size, x:x + size]
+        drawn = ids > 0
+        if drawn.any():
+            checked += 1
+            # Outlines through boundary pixels and the texture's blur differ by a pixel.
+            assert np.count_nonzero(found & drawn) > 0.85 * np.count_nonzero(drawn)
+            assert np.count_nonzero(found & drawn) > 0.85 * np.count_nonzero(found)
+    assert checked >= 6
