@@ -74,8 +74,9 @@ class SynthesisConfig:
     count_source: str = "release"
     # Where the nuclei go. "polygons": random star polygons (release, `placement.py`).
     # "classical": the instances the classical baseline finds in the tile, as polygons
-    # (`synthesis/layout.py`; no labels). Real layouts are worth +0.023 Kumar Dice-avg, but
-    # the baseline's cut nuclei into pieces and this source loses 0.036 (BENCHMARKS.md).
+    # (`synthesis/layout.py`; no labels). Labelled real layouts gave +0.023 Kumar Dice-avg
+    # (no GAN, one seed), but the baseline cuts nuclei into pieces and this source lost
+    # 0.036 (BENCHMARKS.md).
     layout_source: str = "polygons"
     size_bias_mean: Tuple[float, float] = (1.2, 0.125)  # N(a + b·dense, sd) (release: 1/8)
     size_bias_sd: float = 0.32  # (release)
