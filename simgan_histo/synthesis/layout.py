@@ -23,7 +23,12 @@ class Layout:
     """The polygons of one tile, in tile pixel coordinates."""
 
     polygons: np.ndarray  # (K, V, 2) float32 x, y vertices
-    boxes: np.ndarray  # (K, 4) float32 x0, y0, x1, y1 of each polygon's vertices
+    # (K, 4) float32 x0, y0, x1, y1 of each polygon's vertices, kept for the per-patch lookup
+    boxes: np.ndarray = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.boxes = np.concatenate([self.polygons.min(axis=1), self.polygons.max(axis=1)],
+                                    axis=1).astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.polygons)
@@ -61,7 +66,5 @@ def from_labels(labels: np.ndarray, num_vertices: int) -> Layout:
         if np.count_nonzero(mask) < MIN_INSTANCE_PX:
             continue
         polygons.append(outline(mask, num_vertices) + np.float32([box[1].start, box[0].start]))
-    polygons = (np.stack(polygons) if polygons
-                else np.zeros((0, num_vertices, 2), np.float32))
-    boxes = np.concatenate([polygons.min(axis=1), polygons.max(axis=1)], axis=1)
-    return Layout(polygons, boxes.astype(np.float32))
+    return Layout(np.stack(polygons) if polygons
+                  else np.zeros((0, num_vertices, 2), np.float32))
