@@ -3,7 +3,7 @@
 Usage:
   python benchmarks/labelfree_reproduction.py --protocol=monuseg --workdir=runs/repro \
       --budget_min=30 --seed=0 [--preset=cpu_small] [--export_dir=DIR] [--ablation=NAME] \
-      [--task_share=F] [--task_steps=N]
+      [--task_share=F] [--task_steps=N] [--layout_model=EXPORT]
 
 Protocols (DESIGN §5): `monuseg` trains on the 30 MoNuSeg train IMAGES (labels unused) and
 tests on the 14 MoNuSeg test images; `kumar` trains on the 16 Kumar-2017 train images and
@@ -48,6 +48,9 @@ flags.register_validator("task_share", lambda value: 0.0 < value < 1.0,
 TASK_STEPS = flags.DEFINE_integer(
     "task_steps", None, "Task-net steps instead of the budget's share (a diagnosis: is the "
     "task net's training the ceiling? A finished refiner stage in the workdir is reused).")
+LAYOUT_MODEL = flags.DEFINE_string(
+    "layout_model", None, "A finished run's export: its net's instances on the tissue become "
+    "the synthetic nuclei's layout (a second round; SynthesisConfig.layout_source='net').")
 FLAGS = flags.FLAGS
 
 MPP = 0.25  # MoNuSeg: 40×
@@ -141,6 +144,9 @@ def main(argv):
     task_share = TASK_SHARE.value if BUDGET_MIN.value is not None else None
     config = ablate(budget.scaled_config(common.to_config(FLAGS), BUDGET_MIN.value, task_share),
                     ABLATION.value)
+    if LAYOUT_MODEL.value:
+        model = str(pathlib.Path(LAYOUT_MODEL.value).resolve())
+        config = config.replace(synthesis={"layout_source": "net", "layout_model": model})
     if TASK_STEPS.value is not None:
         config = config.replace(task={"train_steps": TASK_STEPS.value})
     from simgan_histo import tf_setup  # pylint: disable=import-outside-toplevel

@@ -76,8 +76,10 @@ class SynthesisConfig:
     # "classical": the instances the classical baseline finds in the tile, as polygons
     # (`synthesis/layout.py`; no labels). Labelled real layouts gave +0.023 Kumar Dice-avg
     # (no GAN, one seed), but the baseline cuts nuclei into pieces and this source lost
-    # 0.036 (BENCHMARKS.md).
+    # 0.036 (BENCHMARKS.md). "net": the instances a finished run's exported net
+    # (`layout_model`) finds in the tile, so a second round trains on the first one's layouts.
     layout_source: str = "polygons"
+    layout_model: str = ""  # export folder (SavedModel + inference.json) for "net"
     size_bias_mean: Tuple[float, float] = (1.2, 0.125)  # N(a + b·dense, sd) (release: 1/8)
     size_bias_sd: float = 0.32  # (release)
     # "Noise type 1" star polygons per 460² (release: 100), labelled background. Off: until now
@@ -126,7 +128,10 @@ class SynthesisConfig:
         _fraction(self, "quad_inset_fraction", "max_overlap", "empty_patch_probability",
                   "min_tissue_fraction")
         _choice(self, "count_source", ("release", "classical"))
-        _choice(self, "layout_source", ("polygons", "classical"))
+        _choice(self, "layout_source", ("polygons", "classical", "net"))
+        _require((self.layout_source == "net") == bool(self.layout_model),
+                 "SynthesisConfig.layout_model", self.layout_model,
+                 'an export folder exactly when layout_source="net"')
         _require(self.stain_scale_jitter < 1.0, "SynthesisConfig.stain_scale_jitter",
                  self.stain_scale_jitter, "< 1")
         _require(self.source_tile_px >= 2 * self.patch_size, "SynthesisConfig.source_tile_px",

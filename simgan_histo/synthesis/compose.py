@@ -152,7 +152,7 @@ def synthesize_batch(tiles: Sequence, config, seed: int, indices: Sequence[int],
     for start in range(0, len(indices), GROUP):
         plans = [_plan(tiles, config, seed, i) for i in indices[start:start + GROUP]]
         _lap(timer, "positions")
-        if config.layout_source == "classical":
+        if config.layout_source != "polygons":
             canvas = config.patch_size + 2 * config.margin_px
             vertices = [tiles[plan.tile_index].layout.in_canvas(
                 plan.patch[0] - config.margin_px, plan.patch[1] - config.margin_px, canvas)

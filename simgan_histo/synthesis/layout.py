@@ -1,4 +1,4 @@
-"""Nucleus layouts read off the real tissue (`SynthesisConfig.layout_source="classical"`).
+"""Nucleus layouts read off the real tissue (`SynthesisConfig.layout_source`).
 
 The release places random star polygons (`placement.py`): their positions, sizes, shapes
 and the way they touch follow no real tissue. Here each tile is segmented once by the
@@ -7,6 +7,11 @@ classical Otsu-H + watershed baseline (no labels; the count's label-free setting
 polygons that reach into its canvas instead of placing random ones. The image is then
 synthesised *from* those polygons as before, so its labels stay exact where the baseline
 erred: two nuclei it merged become one large synthetic nucleus, not a mislabelled pair.
+
+With `layout_source="net"` the instances come from a finished run's exported net instead
+(`from_model`): a second round whose synthetic nuclei sit where the first round's net
+found real ones. Still no labels, and the patches' labels stay exact; only the layout
+inherits that net's errors.
 """
 
 import dataclasses
@@ -68,3 +73,12 @@ def from_labels(labels: np.ndarray, num_vertices: int) -> Layout:
         polygons.append(outline(mask, num_vertices) + np.float32([box[1].start, box[0].start]))
     return Layout(np.stack(polygons) if polygons
                   else np.zeros((0, num_vertices, 2), np.float32))
+
+
+def from_model(tiles, model_dir: str, mpp: float, num_vertices: int) -> None:
+    """Sets each tile's `layout` to the instances the exported net at `model_dir` finds in
+    it (`tile.rgb` is at `mpp` µm/px)."""
+    from simgan_histo import api  # pylint: disable=import-outside-toplevel  (TensorFlow)
+    model = api.load(model_dir)
+    for tile in tiles:
+        tile.layout = from_labels(model.predict_labels(tile.rgb, mpp), num_vertices)

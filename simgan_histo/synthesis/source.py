@@ -16,6 +16,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from absl import logging
 
+from simgan_histo.synthesis import layout as layout_lib
+from simgan_histo.synthesis import polygons
 from simgan_histo.synthesis import tissue as tissue_lib
 from simgan_histo.wsi import reader
 from simgan_histo.wsi import tissue as wsi_tissue
@@ -161,6 +163,9 @@ class TissueSource:
         candidates = ((name, rgb, config) for path in files if _supported(path)
                       for name, rgb in read_tiles(path, config, mpp, counts))
         tiles = _prepare_all(candidates, counts, max_tiles, workers)
+        if config.layout_source == "net":
+            layout_lib.from_model(tiles, config.layout_model, config.mpp,
+                                  polygons.max_vertices(config))
         files_read = counts.pop("files_read", 0) + len(unsupported)
         source = cls(tiles, config, dict(counts), files_read)
         if not tiles:

@@ -88,7 +88,7 @@ class PreparedTile:
     tissue_integral: np.ndarray = None  # integral image of `tissue` at 1/TISSUE_STEP_PX
     # (K, 2) x, y centres of the classical baseline's nuclei (count_source "classical" only)
     nucleus_centres: np.ndarray = None
-    layout: layout_lib.Layout = None  # the baseline's nuclei as polygons (layout_source)
+    layout: layout_lib.Layout = None  # nuclei as polygons (layout_source "classical", "net")
 
     @property
     def shape(self):

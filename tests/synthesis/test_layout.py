@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 from simgan_histo import synthesis
 from simgan_histo.synthesis import compose
@@ -67,3 +68,40 @@ def test_classical_layout_puts_synthetic_nuclei_where_the_baseline_found_real_on
             assert np.count_nonzero(found & drawn) > 0.85 * np.count_nonzero(drawn)
             assert np.count_nonzero(found & drawn) > 0.85 * np.count_nonzero(found)
     assert checked >= 6
+
+
+def test_net_layout_puts_synthetic_nuclei_where_the_exported_net_found_real_ones(
+        tissue_dir, tmp_path_factory):
+    from tests.wsi import export_helpers  # pylint: disable=import-outside-toplevel
+    from simgan_histo import api  # pylint: disable=import-outside-toplevel
+    model_dir = export_helpers.darkness_export(tmp_path_factory)  # a real export, 0.5 µm/px
+    config = small_config(layout_source="net", layout_model=str(model_dir))
+    source = synthesis.TissueSource.from_paths(tissue_dir, config, mpp=0.25)
+    # The hand-set net's instances are crude (2 to 50 per tile, some large and ragged) but
+    # they are its own, found at the tiles' 0.25 µm/px.
+    found = [api.load(model_dir).predict_labels(tile.rgb, 0.25) > 0 for tile in source.tiles]
+    assert sum(len(tile.layout) for tile in source.tiles) > 40
+    for tile, nuclear in zip(source.tiles, found):
+        drawn = np.zeros(nuclear.shape, np.uint8)
+        cv2.fillPoly(drawn, [np.round(p).astype(np.int32) for p in tile.layout.polygons], 1)
+        # 17 vertices per outline cut the corners of ragged instances.
+        assert np.count_nonzero(nuclear & (drawn > 0)) > 0.75 * np.count_nonzero(
+            nuclear | (drawn > 0))
+    batch = synthesis.make_batch(source, 0, range(12))
+    size, checked = config.patch_size, 0
+    for index, ids in enumerate(batch["labels"]):
+        plan = compose._plan(source.tiles, config, 0, index)  # pylint: disable=protected-access
+        x, y = plan.patch
+        nuclear = found[plan.tile_index][y:y + size, x:x + size]
+        drawn = ids > 0
+        if drawn.any():
+            checked += 1
+            assert np.count_nonzero(nuclear & drawn) > 0.8 * np.count_nonzero(drawn)
+    assert checked >= 6
+
+
+def test_net_layout_without_a_model_is_a_config_error():
+    with pytest.raises(ValueError, match="layout_model"):
+        small_config(layout_source="net")
+    with pytest.raises(ValueError, match="layout_model"):
+        small_config(layout_model="runs/a/export")
