@@ -75,9 +75,10 @@ class SynthesisConfig:
     # Where the nuclei go. "polygons": random star polygons (release, `placement.py`).
     # "classical": the instances the classical baseline finds in the tile, as polygons
     # (`synthesis/layout.py`; no labels). Labelled real layouts gave +0.023 Kumar Dice-avg
-    # (no GAN, one seed), but the baseline cuts nuclei into pieces and this source lost
-    # 0.036 (BENCHMARKS.md). "net": the instances a finished run's exported net
-    # (`layout_model`) finds in the tile, so a second round trains on the first one's layouts.
+    # on one seed and +0.002 on another (no GAN); the baseline cuts nuclei into pieces and
+    # this source lost 0.036 (BENCHMARKS.md). "net": the instances a finished run's exported
+    # net (`layout_model`) finds in the tile, a second round on the first one's layouts
+    # (−0.008 without the GAN, one seed).
     layout_source: str = "polygons"
     layout_model: str = ""  # export folder (SavedModel + inference.json) for "net"
     size_bias_mean: Tuple[float, float] = (1.2, 0.125)  # N(a + b·dense, sd) (release: 1/8)
