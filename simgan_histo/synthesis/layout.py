@@ -75,10 +75,19 @@ def from_labels(labels: np.ndarray, num_vertices: int) -> Layout:
                   else np.zeros((0, num_vertices, 2), np.float32))
 
 
-def from_model(tiles, model_dir: str, mpp: float, num_vertices: int) -> None:
-    """Sets each tile's `layout` to the instances the exported net at `model_dir` finds in
-    it (`tile.rgb` is at `mpp` µm/px)."""
+def net_labeller(model_dir: str):
+    """`predict_labels(rgb, mpp)` of the exported net at `model_dir`, loaded at once so that a
+    wrong folder fails before any tile is prepared.
+
+    Raises:
+      FileNotFoundError: no exported model there.
+    """
     from simgan_histo import api  # pylint: disable=import-outside-toplevel  (TensorFlow)
-    model = api.load(model_dir)
+    return api.load(model_dir).predict_labels
+
+
+def from_model(tiles, labeller, mpp: float, num_vertices: int) -> None:
+    """Sets each tile's `layout` to the instances `labeller` (`net_labeller`) finds in it
+    (`tile.rgb` is at `mpp` µm/px)."""
     for tile in tiles:
-        tile.layout = from_labels(model.predict_labels(tile.rgb, mpp), num_vertices)
+        tile.layout = from_labels(labeller(tile.rgb, mpp), num_vertices)

@@ -160,12 +160,13 @@ class TissueSource:
         for path in unsupported:
             logging.warning("skipping %s: not an image or slide type we read", path)
         counts["unsupported"] += len(unsupported)
+        labeller = (layout_lib.net_labeller(config.layout_model)
+                    if config.layout_source == "net" else None)
         candidates = ((name, rgb, config) for path in files if _supported(path)
                       for name, rgb in read_tiles(path, config, mpp, counts))
         tiles = _prepare_all(candidates, counts, max_tiles, workers)
-        if config.layout_source == "net":
-            layout_lib.from_model(tiles, config.layout_model, config.mpp,
-                                  polygons.max_vertices(config))
+        if labeller:
+            layout_lib.from_model(tiles, labeller, config.mpp, polygons.max_vertices(config))
         files_read = counts.pop("files_read", 0) + len(unsupported)
         source = cls(tiles, config, dict(counts), files_read)
         if not tiles:

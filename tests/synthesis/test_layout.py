@@ -11,9 +11,11 @@ from simgan_histo.synthesis import tissue
 from tests.synthesis.conftest import small_config
 
 
-def _fill(polygon, shape):
+def _fill(polygons, shape):
+    """Boolean mask of one (V, 2) polygon or a stack (K, V, 2) of them."""
     drawn = np.zeros(shape, np.uint8)
-    cv2.fillPoly(drawn, [np.round(polygon).astype(np.int32)], 1)
+    polygons = np.round(polygons).astype(np.int32)
+    cv2.fillPoly(drawn, list(polygons.reshape((-1,) + polygons.shape[-2:])), 1)
     return drawn.astype(bool)
 
 
@@ -91,11 +93,9 @@ def test_net_layout_puts_synthetic_nuclei_where_the_exported_net_found_real_ones
     found = [api.load(model_dir).predict_labels(tile.rgb, 0.25) > 0 for tile in source.tiles]
     assert sum(len(tile.layout) for tile in source.tiles) > 40
     for tile, nuclear in zip(source.tiles, found):
-        drawn = np.zeros(nuclear.shape, np.uint8)
-        cv2.fillPoly(drawn, [np.round(p).astype(np.int32) for p in tile.layout.polygons], 1)
+        drawn = _fill(tile.layout.polygons, nuclear.shape)
         # 17 vertices per outline cut the corners of ragged instances.
-        assert np.count_nonzero(nuclear & (drawn > 0)) > 0.75 * np.count_nonzero(
-            nuclear | (drawn > 0))
+        assert np.count_nonzero(nuclear & drawn) > 0.75 * np.count_nonzero(nuclear | drawn)
     inside, _ = _patch_overlaps(source, config, found)
     assert min(inside) > 0.8
 
@@ -105,3 +105,10 @@ def test_net_layout_without_a_model_is_a_config_error():
         small_config(layout_source="net")
     with pytest.raises(ValueError, match="layout_model"):
         small_config(layout_model="runs/a/export")
+
+
+def test_net_layout_with_a_missing_export_fails_before_reading_tissue(tmp_path):
+    config = small_config(layout_source="net", layout_model=str(tmp_path / "no_export"))
+    # An empty tissue folder would fail with "no usable tissue tile" once read.
+    with pytest.raises(FileNotFoundError, match="no exported model"):
+        synthesis.TissueSource.from_paths(tmp_path, config, mpp=0.25)
