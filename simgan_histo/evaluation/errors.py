@@ -20,6 +20,7 @@ import numpy as np
 
 from simgan_histo import stain
 from simgan_histo.evaluation import metrics, predict_lib
+from simgan_histo.postprocess import raster
 
 FALSE_MAX_INSIDE = 0.2
 MISSED_MAX_COVERED = 0.2
@@ -34,9 +35,7 @@ def _hematoxylin_means(gt: np.ndarray, rgb: np.ndarray, n_true: int) -> np.ndarr
     index, _ = metrics._compact(gt)  # pylint: disable=protected-access
     inside = index >= 0
     h = stain.hed(rgb)[..., 0]
-    sums = np.bincount(index[inside], weights=h[inside], minlength=n_true)
-    counts = np.bincount(index[inside], minlength=n_true)
-    return sums / np.maximum(counts, 1)
+    return raster.id_means(index[inside], h[inside], n_true)
 
 
 def image_errors(gt: np.ndarray, pred: np.ndarray, rgb: Optional[np.ndarray] = None) -> dict:

@@ -1,5 +1,8 @@
-"""Raster helpers shared by the watershed and its seeds: OpenCV Gaussian smoothing,
-connected components and their bounding-box centres."""
+"""Raster helpers: OpenCV Gaussian smoothing, connected components and their bounding-box
+centres (the watershed and its seeds), and per-id means of an instance map (its centroids,
+mean stain; used across the package)."""
+
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -48,3 +51,22 @@ def bbox_centres(components: np.ndarray, count: int) -> np.ndarray:
         np.maximum.at(high, ids, coordinate)
         centres.append((low[1:] + high[1:]) // 2)
     return np.stack(centres, axis=1)
+
+
+def id_means(ids: np.ndarray, values: np.ndarray, size: Optional[int] = None) -> np.ndarray:
+    """(size,) float64 mean of `values` over the pixels of each id 0..size−1 of `ids`
+    (non-negative ints, same number of elements); 0 for an id with no pixel. `size`
+    defaults to max(ids) + 1."""
+    ids = np.ravel(ids)
+    if size is None:
+        size = int(ids.max()) + 1 if ids.size else 1
+    counts = np.bincount(ids, minlength=size)
+    sums = np.bincount(ids, weights=np.ravel(values).astype(np.float64), minlength=size)
+    return sums / np.maximum(counts, 1)
+
+
+def centroids(labels: np.ndarray, size: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(rows, cols): the mean pixel row and column of each id 0..size−1 of an (H, W)
+    instance map (0 for an absent id), as `id_means`."""
+    rows, cols = np.indices(labels.shape)
+    return id_means(labels, rows, size), id_means(labels, cols, size)

@@ -215,9 +215,7 @@ def mean_hematoxylin(labels: np.ndarray, density: np.ndarray) -> np.ndarray:
     if np.shape(density) != labels.shape:
         raise ValueError(f"mean_hematoxylin: density {np.shape(density)} and labels "
                          f"{labels.shape} differ in size")
-    count = int(labels.max()) + 1
-    area = np.bincount(labels.ravel(), minlength=count)
-    return np.bincount(labels.ravel(), np.ravel(density), count) / np.maximum(area, 1)
+    return raster.id_means(labels, density, int(labels.max()) + 1)
 
 
 def drop_pale(labels: np.ndarray, density: np.ndarray, min_hematoxylin: float) -> np.ndarray:

@@ -38,6 +38,7 @@ from skimage import color as skcolor
 from skimage import filters
 
 from simgan_histo import stain
+from simgan_histo.postprocess import raster
 from simgan_histo.synthesis import layout as layout_lib
 from simgan_histo.synthesis import polygons
 
@@ -134,15 +135,10 @@ def classical_centres(rgb: np.ndarray, mpp: float, labels=None) -> np.ndarray:
     H-foreground area."""
     if labels is None:
         labels = classical_labels(rgb, mpp)
-    labels = labels.ravel()
-    count = int(labels.max())
-    if count == 0:
+    if int(labels.max()) == 0:
         return np.zeros((0, 2), np.float32)
-    rows, cols = np.divmod(np.arange(labels.size), rgb.shape[1])
-    pixels = np.bincount(labels, minlength=count + 1)[1:]
-    centres = [np.bincount(labels, weights=axis, minlength=count + 1)[1:] / pixels
-               for axis in (cols, rows)]
-    return np.stack(centres, axis=1).astype(np.float32)
+    rows, cols = raster.centroids(labels)
+    return np.stack([cols[1:], rows[1:]], axis=1).astype(np.float32)
 
 
 def hed(rgb: np.ndarray) -> np.ndarray:

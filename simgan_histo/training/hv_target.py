@@ -17,6 +17,8 @@ gradient term (`task_loss`) and the energy; `sobel_kernels` holds it for TensorF
 import cv2
 import numpy as np
 
+from simgan_histo.postprocess import raster
+
 CHANNELS = 2  # 0: horizontal (column offset), 1: vertical (row offset)
 
 
@@ -38,12 +40,12 @@ def hv_maps(labels: np.ndarray) -> np.ndarray:
     inside = ids > 0
     if not inside.any():
         return out
-    count = np.bincount(ids)
+    size = int(ids.max()) + 1
     rows, cols = np.indices(labels.shape)
     for channel, coordinate in enumerate((cols.ravel(), rows.ravel())):
-        centre = np.bincount(ids, coordinate) / np.maximum(count, 1)
+        centre = raster.id_means(ids, coordinate, size)
         offset = np.where(inside, coordinate - centre[ids], 0.0)
-        extent = np.zeros(len(count))
+        extent = np.zeros(size)
         np.maximum.at(extent, ids, np.abs(offset))
         scaled = offset / np.where(extent[ids] > 0, extent[ids], 1.0)
         out[..., channel] = scaled.reshape(labels.shape)

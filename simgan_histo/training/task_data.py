@@ -22,6 +22,7 @@ import numpy as np
 from skimage import color
 
 from simgan_histo import patch_file
+from simgan_histo.postprocess import raster
 from simgan_histo.training import detection_target, hv_target
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -47,13 +48,10 @@ def instances_to_bits(labels: np.ndarray) -> np.ndarray:
     differs = ((neighbour_max > 0) & (neighbour_max != as_float)) | (
         np.isfinite(masked_min) & (masked_min != as_float) & (labels > 0))
     bits[differs] |= patch_file.MASK_CONTOUR
-    ids = labels.ravel()
-    count = np.bincount(ids)
-    present = np.nonzero(count[1:])[0] + 1
-    rows, cols = np.indices(labels.shape)
-    mean_row = np.bincount(ids, rows.ravel())[present] / count[present]
-    mean_col = np.bincount(ids, cols.ravel())[present] / count[present]
-    bits[np.rint(mean_row).astype(int), np.rint(mean_col).astype(int)] |= patch_file.MASK_CENTROID
+    present = np.unique(labels[labels > 0])
+    mean_row, mean_col = raster.centroids(labels)
+    bits[np.rint(mean_row[present]).astype(int),
+         np.rint(mean_col[present]).astype(int)] |= patch_file.MASK_CENTROID
     return bits
 
 
