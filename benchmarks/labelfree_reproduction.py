@@ -13,7 +13,6 @@ line is one JSON object: metrics (DESIGN §3), config, seed, commit, wall time.
 """
 
 import json
-import os
 import pathlib
 import sys
 import time
@@ -72,11 +71,10 @@ def ablate(config, ablation: str):
 
 def link_folder(folder: pathlib.Path, pairs, index: int) -> pathlib.Path:
     """A folder of symlinks to the protocol's test images (or labels), for predict/evaluate."""
+    from simgan_histo.training import task_data  # pylint: disable=import-outside-toplevel
     folder.mkdir(parents=True, exist_ok=True)
     for pair in pairs:
-        link = folder / pair[index].name
-        if not link.exists():
-            os.symlink(pair[index].resolve(), link)
+        task_data.link(pair[index], folder / pair[index].name)
     return folder
 
 

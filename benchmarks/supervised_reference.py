@@ -15,7 +15,6 @@ there: the selection is made among the evaluations so far, then exported.)
 """
 
 import json
-import os
 import pathlib
 import resource
 import sys
@@ -28,6 +27,7 @@ from absl import logging
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from simgan_histo import config as config_lib  # noqa: E402 pylint: disable=wrong-import-position
+from simgan_histo.training import task_data  # noqa: E402 pylint: disable=wrong-import-position
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "monuseg2018"
 WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (resumed if it holds checkpoints).")
@@ -63,10 +63,7 @@ def split_folders(data: pathlib.Path, workdir: pathlib.Path, holdout: int, seed:
             continue
         part = "holdout" if image.stem in held else "train"
         for kind in ("images", "labels"):
-            link = folders[part] / kind / image.name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                os.symlink(data / "train" / kind / image.name, link)
+            task_data.link(data / "train" / kind / image.name, folders[part] / kind / image.name)
     return folders, sorted(held)
 
 

@@ -86,9 +86,6 @@ def link_labeled(real_dir, folder) -> int:
     folder = pathlib.Path(folder)
     pairs = task_data.labeled_pairs(real_dir)
     for _, image, labels in pairs:
-        for source, target in ((image, folder / "images" / f"real_{image.name}"),
-                               (labels, folder / "labels" / f"real_{image.stem}{labels.suffix}")):
-            if target.is_symlink() or target.exists():
-                target.unlink()
-            target.symlink_to(pathlib.Path(source).resolve())
+        task_data.link(image, folder / "images" / f"real_{image.name}")
+        task_data.link(labels, folder / "labels" / f"real_{image.stem}{labels.suffix}")
     return len(pairs)

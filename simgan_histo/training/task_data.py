@@ -81,6 +81,16 @@ def read_instance_map(path: pathlib.Path) -> np.ndarray:
     return labels
 
 
+def link(source, target) -> None:
+    """Points `target` at `source` (resolved), replacing any earlier link or file there
+    (a stale one included, so a rerun never fails on its own links); creates its folder."""
+    target = pathlib.Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    target.symlink_to(pathlib.Path(source).resolve())
+
+
 def labeled_pairs(folder) -> List[tuple]:
     """(id, image path, label path) for every image in `folder/images`, sorted by id.
 

@@ -72,6 +72,20 @@ def test_real_labeled_pairs_are_linked_in(tmp_path, monuseg):
     assert [name for name, _, _ in task_data.labeled_pairs(folder)] == ["real_x"]
 
 
+def test_link_replaces_a_stale_link_and_a_file(tmp_path):
+    source = tmp_path / "a.txt"
+    source.write_text("a")
+    stale = tmp_path / "out" / "link.txt"
+    stale.parent.mkdir()
+    stale.symlink_to(tmp_path / "gone.txt")  # broken: what a moved dataset leaves behind
+    task_data.link(source, stale)
+    assert stale.read_text() == "a" and stale.resolve() == source.resolve()
+    plain = tmp_path / "new" / "file.txt"  # a missing folder is made
+    task_data.link(source, plain)
+    task_data.link(source, plain)  # idempotent
+    assert plain.read_text() == "a"
+
+
 def test_pipeline_second_round_trains_on_the_pseudo_labelled_tissue(tmp_path, monuseg):
     # A 2-step tiny net finds no nucleus at real thresholds; at 0 its whole foreground is
     # nuclear, so the plumbing has instances to carry (their quality is not the point here).
