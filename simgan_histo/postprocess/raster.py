@@ -57,16 +57,22 @@ def id_means(ids: np.ndarray, values: np.ndarray, size: Optional[int] = None) ->
     """(size,) float64 mean of `values` over the pixels of each id 0..size−1 of `ids`
     (non-negative ints, same number of elements); 0 for an id with no pixel. `size`
     defaults to max(ids) + 1."""
-    ids = np.ravel(ids)
-    if size is None:
-        size = int(ids.max()) + 1 if ids.size else 1
-    counts = np.bincount(ids, minlength=size)
-    sums = np.bincount(ids, weights=np.ravel(values).astype(np.float64), minlength=size)
-    return sums / np.maximum(counts, 1)
+    return _means(ids, [values], size)[0]
 
 
 def centroids(labels: np.ndarray, size: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(rows, cols): the mean pixel row and column of each id 0..size−1 of an (H, W)
     instance map (0 for an absent id), as `id_means`."""
     rows, cols = np.indices(labels.shape)
-    return id_means(labels, rows, size), id_means(labels, cols, size)
+    mean_rows, mean_cols = _means(labels, [rows, cols], size)
+    return mean_rows, mean_cols
+
+
+def _means(ids, columns, size: Optional[int]):
+    """`id_means` of each array in `columns`, counting the ids once."""
+    ids = np.ravel(ids)
+    if size is None:
+        size = int(ids.max()) + 1 if ids.size else 1
+    counts = np.maximum(np.bincount(ids, minlength=size), 1)
+    return [np.bincount(ids, weights=np.ravel(column).astype(np.float64), minlength=size) / counts
+            for column in columns]

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import shapely
 
-from simgan_histo.postprocess import morphometry, polygons as polygons_lib, raster
+from simgan_histo.postprocess import morphometry, polygons as polygons_lib
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/simgan_histo/nuclei")
 _NAMESPACE_BYTES = NAMESPACE.bytes
@@ -117,8 +117,8 @@ def _owned_ids(labels: np.ndarray, tile, tissue, read_origin, downsample: float)
     if len(ids) == 0:
         return ids, 0
     # Centroids as the mean pixel index, then the corner frame (+0.5), region px.
-    region_x = raster.id_means(owner, cols)[ids] + 0.5 + tile.read[0]
-    region_y = raster.id_means(owner, rows)[ids] + 0.5 + tile.read[1]
+    region_x = np.bincount(owner, cols)[ids] / area[ids] + 0.5 + tile.read[0]
+    region_y = np.bincount(owner, rows)[ids] / area[ids] + 0.5 + tile.read[1]
     owned = tile.is_responsible(region_x, region_y)
     level0_x = (region_x + read_origin[0]) * downsample
     level0_y = (region_y + read_origin[1]) * downsample

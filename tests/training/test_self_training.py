@@ -84,6 +84,10 @@ def test_link_replaces_a_stale_link_and_a_file(tmp_path):
     task_data.link(source, plain)
     task_data.link(source, plain)  # idempotent
     assert plain.read_text() == "a"
+    regular = tmp_path / "out" / "regular.txt"  # a plain file in the way is replaced too
+    regular.write_text("old")
+    task_data.link(source, regular)
+    assert regular.is_symlink() and regular.read_text() == "a"
 
 
 def test_pipeline_second_round_trains_on_the_pseudo_labelled_tissue(tmp_path, monuseg):
