@@ -41,8 +41,10 @@ from simgan_histo import stain
 from simgan_histo.postprocess import raster
 from simgan_histo.synthesis import layout as layout_lib
 from simgan_histo.synthesis import polygons
+from simgan_histo.synthesis import real_texture
 
-REASONS = ("unreadable", "unsupported", "grayscale", "too_small", "no_tissue", "too_pale")
+REASONS = ("unreadable", "unsupported", "grayscale", "too_small", "no_tissue", "too_pale",
+           "no_nuclei")
 _LOG_FLOOR = np.log(1e-6)  # skimage.color.rgb2hed's floor and scale
 _OD_LOOKUP = (np.log(np.maximum(np.arange(256) / 255.0, 1e-6)) / _LOG_FLOOR).astype(np.float32)
 _HED_FROM_RGB = skcolor.hed_from_rgb.astype(np.float32)
@@ -90,6 +92,8 @@ class PreparedTile:
     # (K, 2) x, y centres of the classical baseline's nuclei (count_source "classical" only)
     nucleus_centres: np.ndarray = None
     layout: layout_lib.Layout = None  # nuclei as polygons (layout_source "classical", "net")
+    # (h, w, 3) uint8 real nuclei filled outward (nuclear_texture_source "real" only)
+    nucleus_crops: list = None
 
     @property
     def shape(self):
@@ -346,4 +350,17 @@ def prepare_tile(rgb: np.ndarray, config, name: str = "tile") -> PreparedTile:
         nucleus_centres=(classical_centres(rgb, config.mpp, classical)
                          if config.count_source == "classical" else None),
         layout=(layout_lib.from_labels(classical, polygons.max_vertices(config))
-                if config.layout_source == "classical" else None))
+                if config.layout_source == "classical" else None),
+        nucleus_crops=(_nucleus_crops(rgb, inpaint, name, config)
+                       if config.nuclear_texture_source == "real" else None))
+
+
+def _nucleus_crops(rgb: np.ndarray, inpaint: np.ndarray, name: str, config) -> list:
+    """`real_texture.nucleus_crops` of nuclei sized like the synthetic ones (area from the
+    smallest kept nucleus to 4× the largest radius's disc)."""
+    largest = np.pi * (config.nucleus_radius_range[1] * 2.0) ** 2
+    crops = real_texture.nucleus_crops(rgb, inpaint, config.min_nucleus_area_px, int(largest))
+    if not crops:
+        raise TileRejected("no_nuclei", f"{name}: no single nucleus to take a texture from "
+                           f"(nuclear_texture_source='real')")
+    return crops
