@@ -7,7 +7,8 @@ RGB is the nuclear colour; the eosin texture; the tissue map (where nuclei may g
 density that drives the release's nucleus count; and, with `count_source="classical"`, the
 centres of the nuclei the classical baseline finds (≈ 2–5 s per 1000² tile), whose count
 per canvas sets the patch's (with `layout_source="classical"`, their outlines, which
-replace the random polygons). The release redid all of this for every patch
+replace the random polygons); with `nuclear_texture_source="real"`, crops of its single
+nuclei (`real_texture.py`). The release redid all of this for every patch
 (≈ 23 ms of Telea per 200² patch); here every patch is a cheap crop of these arrays.
 
 Deviations from the release, each on purpose (DESIGN §7):
