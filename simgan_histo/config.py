@@ -81,11 +81,6 @@ class SynthesisConfig:
     # (−0.008 without the GAN, one seed).
     layout_source: str = "polygons"
     layout_model: str = ""  # export folder (SavedModel + inference.json) for "net"
-    # What fills the nuclei. "synthetic": the release's nuclear colour modulated by an eosin
-    # crop and noise (`textures.nuclear_texture`). "real": each nucleus gets the pixels of one
-    # real nucleus of the same tile, resized to its box (`synthesis/real_texture.py`; no
-    # labels: single components of the tile's super-segmentation).
-    nuclear_texture_source: str = "synthetic"
     size_bias_mean: Tuple[float, float] = (1.2, 0.125)  # N(a + b·dense, sd) (release: 1/8)
     size_bias_sd: float = 0.32  # (release)
     # "Noise type 1" star polygons per 460² (release: 100), labelled background. Off: until now
@@ -135,7 +130,6 @@ class SynthesisConfig:
                   "min_tissue_fraction")
         _choice(self, "count_source", ("release", "classical"))
         _choice(self, "layout_source", ("polygons", "classical", "net"))
-        _choice(self, "nuclear_texture_source", ("synthetic", "real"))
         _require((self.layout_source == "net") == bool(self.layout_model),
                  "SynthesisConfig.layout_model", self.layout_model,
                  'an export folder exactly when layout_source="net"')

@@ -28,7 +28,6 @@ from simgan_histo.synthesis import draws
 from simgan_histo.synthesis import labels as labels_lib
 from simgan_histo.synthesis import placement
 from simgan_histo.synthesis import polygons
-from simgan_histo.synthesis import real_texture
 from simgan_histo.synthesis import textures
 
 WINDOW_PAD = 10  # >= the widest filter reach (smudge blur radius 9)
@@ -224,10 +223,6 @@ def _render(plan: _Plan, vertices: np.ndarray, tiles: Sequence, config,
     _lap(timer, "distractors")
     nuclear = textures.nuclear_texture(rng, _random_crop(rng, tile.eosin, size),
                                        tile.nuclear_colour, config)
-    if tile.nucleus_crops is not None:
-        real_texture.paste(rng, nuclear, labels[pad:pad + size, pad:pad + size],
-                           np.minimum(np.maximum(boxes - pad, 0), size), tile.nucleus_crops,
-                           config.color_jitter, textures.max_blur_radius(config.clearing_area_px))
     _lap(timer, "nuclear_texture")
     other = tiles[draws.randint(rng, 0, len(tiles))]
     mean_area = float(polygons.polygon_areas(vertices).mean()) if len(vertices) else 0.0

@@ -283,11 +283,6 @@ def blur_boundary(rng, opaque: np.ndarray, radius: int) -> np.ndarray:
     return weights
 
 
-def max_blur_radius(area_px: Tuple[float, float]) -> int:
-    """The widest boundary blur `blur_radius` draws for these area thresholds, px."""
-    return max(1, round(7 * size_scale(area_px)))
-
-
 def blur_radius(rng, transparency: float, mean_area: float,
                 area_px: Tuple[float, float]) -> int:
     """Boundary-blur radius 3/5/7: wider for large or cleared nuclei (the release's choice

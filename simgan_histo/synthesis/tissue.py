@@ -7,8 +7,7 @@ RGB is the nuclear colour; the eosin texture; the tissue map (where nuclei may g
 density that drives the release's nucleus count; and, with `count_source="classical"`, the
 centres of the nuclei the classical baseline finds (≈ 2–5 s per 1000² tile), whose count
 per canvas sets the patch's (with `layout_source="classical"`, their outlines, which
-replace the random polygons); with `nuclear_texture_source="real"`, crops of its single
-nuclei (`real_texture.py`). The release redid all of this for every patch
+replace the random polygons). The release redid all of this for every patch
 (≈ 23 ms of Telea per 200² patch); here every patch is a cheap crop of these arrays.
 
 Deviations from the release, each on purpose (DESIGN §7):
@@ -42,10 +41,8 @@ from simgan_histo import stain
 from simgan_histo.postprocess import raster
 from simgan_histo.synthesis import layout as layout_lib
 from simgan_histo.synthesis import polygons
-from simgan_histo.synthesis import real_texture
 
-REASONS = ("unreadable", "unsupported", "grayscale", "too_small", "no_tissue", "too_pale",
-           "no_nuclei")
+REASONS = ("unreadable", "unsupported", "grayscale", "too_small", "no_tissue", "too_pale")
 _LOG_FLOOR = np.log(1e-6)  # skimage.color.rgb2hed's floor and scale
 _OD_LOOKUP = (np.log(np.maximum(np.arange(256) / 255.0, 1e-6)) / _LOG_FLOOR).astype(np.float32)
 _HED_FROM_RGB = skcolor.hed_from_rgb.astype(np.float32)
@@ -93,8 +90,6 @@ class PreparedTile:
     # (K, 2) x, y centres of the classical baseline's nuclei (count_source "classical" only)
     nucleus_centres: np.ndarray = None
     layout: layout_lib.Layout = None  # nuclei as polygons (layout_source "classical", "net")
-    # (h, w, 3) uint8 real nuclei filled outward (nuclear_texture_source "real" only)
-    nucleus_crops: list = None
 
     @property
     def shape(self):
@@ -351,17 +346,4 @@ def prepare_tile(rgb: np.ndarray, config, name: str = "tile") -> PreparedTile:
         nucleus_centres=(classical_centres(rgb, config.mpp, classical)
                          if config.count_source == "classical" else None),
         layout=(layout_lib.from_labels(classical, polygons.max_vertices(config))
-                if config.layout_source == "classical" else None),
-        nucleus_crops=(_nucleus_crops(rgb, inpaint, name, config)
-                       if config.nuclear_texture_source == "real" else None))
-
-
-def _nucleus_crops(rgb: np.ndarray, inpaint: np.ndarray, name: str, config) -> list:
-    """`real_texture.nucleus_crops` of nuclei sized like the synthetic ones (area from the
-    smallest kept nucleus to 4× the largest radius's disc)."""
-    largest = np.pi * (config.nucleus_radius_range[1] * 2.0) ** 2
-    crops = real_texture.nucleus_crops(rgb, inpaint, config.min_nucleus_area_px, int(largest))
-    if not crops:
-        raise TileRejected("no_nuclei", f"{name}: no single nucleus to take a texture from "
-                           f"(nuclear_texture_source='real')")
-    return crops
+                if config.layout_source == "classical" else None))
